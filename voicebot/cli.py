@@ -1,0 +1,217 @@
+"""`voicebot serve | chat | nlu | bench | models`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DOMAIN = Path(__file__).resolve().parents[1] / "domains" / "bank"
+
+# Subcommands whose issues have not landed: say so and fail, never pretend.
+NOT_BUILT = {
+    "bench": "latency benchmarks arrive with the realtime voice path",
+}
+
+
+def _offline() -> None:
+    # Models come from local packages; never let a library reach for a hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _load(domain_dir: Path):  # -> Domain
+    from voicebot.nlu.nlu import default_embedder, load_domain
+    from voicebot.nlu.yamlsource import DomainError
+
+    try:
+        return load_domain(domain_dir, default_embedder())
+    except DomainError as exc:
+        print(f"domain {domain_dir} is invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from voicebot.backends import backend_for
+    from voicebot.nlu.dialog import Ask, CallStarted, Dialog, DtmfPressed, Hangup, NoInput, Say, Transfer, UserSaid
+    from voicebot.textchat import turn
+
+    domain = _load(args.domain)
+    backend = backend_for(domain.spec.settings.backend)
+    dialog = Dialog(domain)
+    print(f"{domain.name}: type what the caller says; '#5' presses DTMF 5, an empty line is silence, Ctrl-D hangs up.")
+
+    def show(actions: list) -> None:
+        for action in actions:
+            if isinstance(action, (Say, Ask)):
+                print(f"bot> {action.text}")
+            elif isinstance(action, Transfer):
+                print(f"bot> [transfer to queue {action.queue!r}, priority {action.priority}, "
+                      f"skills {list(action.skills)}, reason {action.reason!r}]")
+            elif isinstance(action, Hangup):
+                print(f"bot> [hang up: {action.reason}]")
+        trace = dialog.trace[-1]
+        conf = "" if trace.confidence is None else f" ({trace.confidence:.2f})"
+        print(f"      intent={trace.intent}{conf} slots={trace.slots} rule={trace.rule}")
+
+    async def loop() -> None:
+        show(await turn(dialog, backend, CallStarted()))
+        while not dialog.ended:
+            try:
+                line = input("you> ")
+            except EOFError:
+                print()
+                return
+            line = line.strip()
+            if not line:
+                event = NoInput()
+            elif line.startswith("#") and len(line) > 1:
+                for key in line[1:]:
+                    show(await turn(dialog, backend, DtmfPressed(key)))
+                    if dialog.ended:
+                        return
+                continue
+            else:
+                event = UserSaid(line)
+            show(await turn(dialog, backend, event))
+
+    asyncio.run(loop())
+    return 0
+
+
+def cmd_nlu_predict(args: argparse.Namespace) -> int:
+    from voicebot.nlu.dialog import Dialog, UserSaid
+    from voicebot.nlu.domain import OUT_OF_SCOPE
+
+    domain = _load(args.domain)
+    for line in sys.stdin:
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        prediction = domain.classifier.predict(text)
+        slots: dict[str, str] = {}
+        if prediction.intent != OUT_OF_SCOPE and prediction.intent in domain.spec.flows:
+            dialog = Dialog(domain)
+            dialog.state = "top"
+            dialog.handle(UserSaid(text))
+            slots = dialog.slot_display()
+        print(json.dumps({"text": text, "intent": prediction.intent,
+                          "confidence": round(prediction.confidence, 4), "slots": slots}), flush=True)
+    return 0
+
+
+def cmd_nlu_eval(args: argparse.Namespace) -> int:
+    from voicebot.nlu.evaluation import evaluate, load_eval_set
+    from voicebot.nlu.yamlsource import DomainError
+
+    domain = _load(args.domain)
+    data = args.data or args.domain / "eval.yaml"
+    try:
+        pairs = load_eval_set(data)
+    except DomainError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    report = evaluate(domain.classifier, pairs, worst=args.worst)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.render())
+    failed = []
+    if args.min_accuracy is not None and report.in_scope_accuracy < args.min_accuracy:
+        failed.append(f"in-scope accuracy {report.in_scope_accuracy:.1%} < {args.min_accuracy:.1%}")
+    if args.min_oos_recall is not None and (report.oos_recall or 0.0) < args.min_oos_recall:
+        failed.append(f"out-of-scope recall {report.oos_recall or 0:.1%} < {args.min_oos_recall:.1%}")
+    for line in failed:
+        print(f"FAIL: {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from voicebot.modelstore import ModelMissing, manifest, resolve
+
+    if args.action == "prepare":
+        print("voicebot models prepare: not built yet (arrives with the realtime voice path: "
+              "Whisper and Piper roles)", file=sys.stderr)
+        return 2
+    status = 0
+    for role, entry in manifest().items():
+        try:
+            where = str(resolve(role))
+        except ModelMissing as exc:
+            where, status = f"MISSING: {exc}", 1
+        print(f"{role:<12} {entry.package:<24} {entry.licence:<12} {entry.size_mb:>6.0f} MB  {where}")
+    return status
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from voicebot.server import serve
+
+    return serve(args.domain, args.host, args.port)
+
+
+def cmd_not_built(args: argparse.Namespace) -> int:
+    print(f"voicebot {args.command}: not built yet ({NOT_BUILT[args.command]})", file=sys.stderr)
+    return 2
+
+
+def _domain_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--domain", type=Path, default=Path(os.environ.get("VOICEBOT_DOMAIN", DEFAULT_DOMAIN)),
+                   help="domain folder (default: the sample bank domain)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicebot", description="Realtime voice AI IVR and virtual agent server")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the server")
+    _domain_arg(p)
+    p.add_argument("--host", default=os.environ.get("VOICEBOT_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("VOICEBOT_PORT", "8080")))
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("chat", help="talk to a domain as text in the terminal")
+    _domain_arg(p)
+    p.set_defaults(func=cmd_chat)
+
+    nlu = sub.add_parser("nlu", help="intent tools for conversation designers")
+    nlu_sub = nlu.add_subparsers(dest="nlu_command", required=True)
+    p = nlu_sub.add_parser("predict", help="stdin utterances → JSON lines with intent, confidence, slots")
+    _domain_arg(p)
+    p.set_defaults(func=cmd_nlu_predict)
+    p = nlu_sub.add_parser("eval", help="score the domain on a labelled set")
+    _domain_arg(p)
+    p.add_argument("--data", type=Path, help="evaluation YAML (default: DOMAIN/eval.yaml)")
+    p.add_argument("--min-accuracy", type=float, help="exit 1 if in-scope accuracy is below this (0-1)")
+    p.add_argument("--min-oos-recall", type=float, help="exit 1 if out-of-scope recall is below this (0-1)")
+    p.add_argument("--worst", type=int, default=10, help="how many wrong examples to list")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_nlu_eval)
+
+    p = sub.add_parser("models", help="list model roles and their resolved files")
+    p.add_argument("action", nargs="?", choices=["list", "prepare"], default="list")
+    p.set_defaults(func=cmd_models)
+
+    for name, why in NOT_BUILT.items():
+        p = sub.add_parser(name, help=f"(not built yet: {why})")
+        p.set_defaults(func=cmd_not_built)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _offline()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,592 @@
+"""The dialog: a pure, synchronous state machine from caller events to bot actions.
+
+``Dialog(domain, context).handle(event) -> list[Action]``.  No I/O: lookups are actions whose
+answers come back as ``LookupResult`` events, time comes from the context.  Every call to
+``handle`` appends a ``TurnTrace`` saying which rule fired and why, so an agent or a designer
+can see what the bot understood.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any, Union
+
+from voicebot.nlu import entities
+from voicebot.nlu.domain import DTMF_KEYS, OUT_OF_SCOPE, Slot, Step, TransferSpec
+from voicebot.nlu.intents import IntentPrediction
+from voicebot.nlu.nlu import Domain
+
+log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    pass
+
+
+@dataclass(frozen=True)
+class UserSaid:
+    text: str
+    confidence: float = 1.0
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class DtmfPressed:
+    digit: str
+
+
+@dataclass(frozen=True)
+class NoInput:
+    pass
+
+
+@dataclass(frozen=True)
+class CallerHungUp:
+    pass
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    name: str
+    ok: bool
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+Event = Union[CallStarted, UserSaid, DtmfPressed, NoInput, CallerHungUp, LookupResult]
+
+# ----------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+    interruptible: bool = True
+    prompt: str | None = None  # the prompt id, so TTS can use its cache
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A question that waits for speech or DTMF of kind ``expect``."""
+
+    text: str
+    slot: str | None
+    expect: str  # intent | digits | amount | date | yes_no | choice
+    max_digits: int | None = None
+    prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class Transfer:
+    queue: str
+    priority: int
+    skills: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Hangup:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Lookup:
+    name: str
+    args: dict[str, str]
+
+
+Action = Union[Say, Ask, Transfer, Hangup, Lookup]
+
+
+@dataclass
+class DialogContext:
+    caller_number: str = ""
+    caller_name: str = ""
+    channel: str = "text"
+    language: str = "en"
+    today: date = field(default_factory=date.today)
+
+
+@dataclass
+class TurnTrace:
+    """Why the bot did what it did on one event."""
+
+    event: str
+    text: str | None
+    intent: str | None
+    confidence: float | None
+    slots: dict[str, str]
+    rule: str
+    actions: list[Action]
+
+
+_FIELD = re.compile(r"\{([^{}]*)\}")
+_MAX_STEPS_PER_EVENT = 200
+
+
+class Dialog:
+    def __init__(self, domain: Domain, context: DialogContext | None = None) -> None:
+        self.domain = domain
+        self.spec = domain.spec
+        self.rules = domain.spec.settings.rules
+        self.context = context or DialogContext()
+        self.state = "idle"  # idle → top ⇄ slot/confirm/lookup → done
+        self.flow: str | None = None
+        self.steps: list[Step] = []
+        self.pc = 0
+        self.slots: dict[str, Any] = {}
+        self.result: dict[str, Any] = {}
+        self.misunderstandings = 0
+        self.no_inputs = 0
+        self.digit_buffer = ""
+        self.pending: Ask | None = None
+        self.offered_anything_else = False
+        self.last_prediction: IntentPrediction | None = None
+        self.transfer: Transfer | None = None
+        self.trace: list[TurnTrace] = []
+        self.transcript: list[tuple[str, str]] = []
+        self._rule = ""
+        self._out: list[Action] = []
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def ended(self) -> bool:
+        return self.state == "done"
+
+    def slot_display(self) -> dict[str, str]:
+        return {name: self._spoken(name, value) for name, value in self.slots.items()}
+
+    def handle(self, event: Event) -> list[Action]:
+        self._out = []
+        self._rule = ""
+        self.last_prediction = None
+        text = event.text if isinstance(event, UserSaid) else None
+        if text is not None:
+            self.transcript.append(("caller", text))
+        elif isinstance(event, DtmfPressed):
+            self.transcript.append(("caller", f"[DTMF {event.digit}]"))
+        if self.state == "done":
+            self._rule = "ignored:call_over"
+        elif isinstance(event, CallStarted):
+            self._on_start()
+        elif isinstance(event, UserSaid):
+            self._on_text(event.text)
+        elif isinstance(event, DtmfPressed):
+            self._on_dtmf(event.digit)
+        elif isinstance(event, NoInput):
+            self._on_no_input()
+        elif isinstance(event, LookupResult):
+            self._on_lookup_result(event)
+        elif isinstance(event, CallerHungUp):
+            self.state = "done"
+            self._rule = "caller_hung_up"
+        for action in self._out:
+            if isinstance(action, (Say, Ask)):
+                self.transcript.append(("bot", action.text))
+        pred = self.last_prediction
+        self.trace.append(TurnTrace(
+            event=type(event).__name__, text=text or (event.digit if isinstance(event, DtmfPressed) else None),
+            intent=pred.intent if pred else None, confidence=pred.confidence if pred else None,
+            slots=self.slot_display(), rule=self._rule, actions=list(self._out),
+        ))
+        return self._out
+
+    # ------------------------------------------------------------------ events
+
+    def _on_start(self) -> None:
+        self._rule = "greeting"
+        self._say("greeting")
+        self._ask_top(self.spec.settings.menu.prompt if self.spec.settings.menu else None)
+
+    def _on_text(self, text: str) -> None:
+        if not text.strip():
+            self._on_no_input()
+            return
+        pred = self.domain.classifier.predict(text)
+        self.last_prediction = pred
+        confident = pred.intent != OUT_OF_SCOPE
+        strong = confident and pred.confidence >= self.spec.settings.nlu.switch_threshold
+
+        if self.state == "lookup":
+            self._rule = "ignored:waiting_for_lookup"
+            return
+        if pred.intent == self.rules.agent_intent and (strong or (confident and self.state == "top")):
+            self._transfer_to(self.rules.agent_transfer, "global:agent_request")
+            return
+        if self.state == "slot":
+            value = self._extract(self._current_slot(), text)
+            if value is not None:
+                self._fill(self._current_slot_name(), value, "slot_filled")
+                return
+        elif self.state == "confirm":
+            answer = entities.extract_yes_no(text)
+            if answer is not None:
+                self._confirm(answer)
+                return
+        elif self.state == "top":
+            if self.offered_anything_else:
+                answer = entities.extract_yes_no(text)
+                if answer is False and pred.intent in (OUT_OF_SCOPE, self.rules.goodbye_intent):
+                    self._goodbye("global:goodbye")
+                    return
+                if answer is True and pred.intent == OUT_OF_SCOPE:
+                    self._understood()
+                    self._rule = "anything_else:yes"
+                    self._ask_top("what_else")
+                    return
+            menu = self.spec.settings.menu
+            if menu is not None and pred.intent == OUT_OF_SCOPE:
+                keys = sorted(menu.options)
+                choice = entities.extract_choice(text, len(keys))
+                if choice is not None:
+                    self._start_flow(menu.options[keys[choice - 1]], text, f"menu:choice:{choice}")
+                    return
+        if pred.intent == self.rules.goodbye_intent and confident and self.state in ("top", "slot", "confirm"):
+            if self.state == "top" or strong:
+                self._goodbye("global:goodbye")
+                return
+        if pred.intent in self.spec.flows and confident:
+            if self.state == "top":
+                self._start_flow(pred.intent, text, f"intent:{pred.intent}")
+                return
+            if strong and pred.intent != self.flow:
+                self._start_flow(pred.intent, text, f"flow_switch:{self.flow}->{pred.intent}")
+                return
+        self._misunderstood("out_of_scope" if self.state == "top" and pred.intent == OUT_OF_SCOPE else "not_understood")
+
+    def _on_dtmf(self, digit: str) -> None:
+        if digit not in DTMF_KEYS:
+            self._rule = "ignored:invalid_dtmf"
+            return
+        if self.state == "lookup":
+            self._rule = "ignored:waiting_for_lookup"
+            return
+        if self.state == "slot" and self._current_slot().type in ("digits", "amount", "date"):
+            slot = self._current_slot()
+            if digit == "#":
+                self._commit_buffer()
+            elif digit == "*" and slot.type != "amount":
+                self.digit_buffer = ""
+                self._rule = "dtmf:cleared"
+            else:
+                self.digit_buffer += "." if digit == "*" else digit
+                self._rule = "dtmf:collecting"
+                if slot.type == "digits" and len(self.digit_buffer) >= slot.max_length:
+                    self._commit_buffer()
+            return
+        if digit == self.rules.agent_dtmf and not (self.state == "slot" and self._dtmf_option(digit)):
+            self._transfer_to(self.rules.agent_transfer, "global:agent_dtmf")
+            return
+        if self.state == "slot":
+            option = self._dtmf_option(digit)
+            if option is not None:
+                self._fill(self._current_slot_name(), option, "slot_filled:dtmf")
+            elif self._current_slot().type == "yes_no" and digit in "12":
+                self._fill(self._current_slot_name(), digit == "1", "slot_filled:dtmf")
+            else:
+                self._misunderstood("invalid_key")
+        elif self.state == "confirm":
+            if digit in "12":
+                self._confirm(digit == "1")
+            else:
+                self._misunderstood("invalid_key")
+        elif self.state == "top":
+            menu = self.spec.settings.menu
+            if menu is not None and digit in menu.options:
+                self._start_flow(menu.options[digit], None, f"menu:dtmf:{digit}")
+            elif self.offered_anything_else and digit == "2":
+                self._goodbye("anything_else:no")
+            elif self.offered_anything_else and digit == "1":
+                self._understood()
+                self._rule = "anything_else:yes"
+                self._ask_top("what_else")
+            else:
+                self._misunderstood("invalid_key")
+
+    def _on_no_input(self) -> None:
+        if self.state == "lookup":
+            self._rule = "ignored:waiting_for_lookup"
+            return
+        if self.digit_buffer:
+            self._commit_buffer()  # the inter-digit timeout ends a keyed entry
+            return
+        self.no_inputs += 1
+        if self.no_inputs >= self.rules.max_no_input:
+            self._transfer_to(self.rules.no_input_transfer, "global:no_input")
+            return
+        self._rule = f"no_input:{self.no_inputs}"
+        self._say("no_input")
+        self._reask()
+
+    def _on_lookup_result(self, event: LookupResult) -> None:
+        step = self.steps[self.pc] if self.state == "lookup" and self.pc < len(self.steps) else None
+        if step is None or step.lookup != event.name:
+            self._rule = "ignored:unexpected_lookup_result"
+            return
+        if event.ok:
+            self.result = dict(event.data)
+            self._rule = f"lookup_ok:{event.name}"
+            self.pc += 1
+            self._run()
+            return
+        self.result = {"error": event.error or "failed", **event.data}
+        self._rule = f"lookup_failed:{event.name}"
+        if step.on_failure:
+            self.steps, self.pc = list(step.on_failure), 0
+            self._run()
+        else:
+            self._say("lookup_failed")
+            self._transfer_to(self.rules.lookup_failed_transfer, self._rule, say=False)
+
+    # ------------------------------------------------------------------ flows
+
+    def _start_flow(self, intent: str, text: str | None, rule: str) -> None:
+        self._understood()
+        self._rule = rule
+        self.flow = intent
+        self.steps = list(self.spec.flows[intent].steps)
+        self.pc = 0
+        self.result = {}
+        self.offered_anything_else = False
+        for name in list(self.slots):
+            if not self.spec.slots[name].type == "digits":
+                del self.slots[name]  # keep identifying digits across flows; ask amounts anew
+        if text:
+            self._prefill(text)
+        self._run()
+
+    def _prefill(self, text: str) -> None:
+        """Fill this flow's slots that the opening utterance already answered
+        ("block my card ending 4 5 6 7"), so the caller never says it twice."""
+        for step in self.steps:
+            if step.ask and step.ask not in self.slots:
+                slot = self.spec.slots[step.ask]
+                if slot.type in ("digits", "amount", "date"):
+                    value = self._extract(slot, text)
+                    if value is not None:
+                        self.slots[step.ask] = value
+
+    def _run(self) -> None:
+        for _ in range(_MAX_STEPS_PER_EVENT):
+            if self.state == "done":
+                return
+            if self.pc >= len(self.steps):
+                self._flow_done()
+                return
+            step = self.steps[self.pc]
+            kind = step.kind
+            if kind == "say":
+                self._say(step.say)  # type: ignore[arg-type]
+                self.pc += 1
+            elif kind == "ask":
+                if step.ask in self.slots:
+                    self.pc += 1
+                    continue
+                slot = self.spec.slots[step.ask]  # type: ignore[index]
+                self.state = "slot"
+                self._emit_ask(Ask(self._render(self.spec.prompts[slot.prompt]), step.ask, slot.type,
+                                   max_digits=slot.max_length if slot.type == "digits" else None,
+                                   prompt=slot.prompt))
+                return
+            elif kind == "confirm":
+                self.state = "confirm"
+                self._emit_ask(Ask(self._render(self.spec.prompts[step.confirm]), None, "yes_no",  # type: ignore[index]
+                                   prompt=step.confirm))
+                return
+            elif kind == "lookup":
+                self.state = "lookup"
+                args = {k: self._render(v, spoken=False) for k, v in step.args.items()}
+                self._out.append(Lookup(step.lookup, args))  # type: ignore[arg-type]
+                return
+            elif kind == "transfer":
+                self._transfer_to(step.transfer, self._rule or f"flow:{self.flow}", say=False)  # type: ignore[arg-type]
+                return
+            elif kind == "hangup":
+                self.state = "done"
+                self._out.append(Hangup(step.hangup))  # type: ignore[arg-type]
+                return
+            elif kind == "goto":
+                self.flow = step.goto
+                self.steps = list(self.spec.flows[step.goto].steps)  # type: ignore[index]
+                self.pc = 0
+        log.error("flow %s ran %d steps without waiting: a goto loop?", self.flow, _MAX_STEPS_PER_EVENT)
+        self._transfer_to(self.rules.lookup_failed_transfer, "error:flow_loop")
+
+    def _flow_done(self) -> None:
+        self.flow = None
+        self.steps, self.pc = [], 0
+        if self.rules.after_flow == "hangup":
+            self._goodbye(self._rule or "flow_done")
+            return
+        self.offered_anything_else = True
+        self._ask_top("anything_else")
+
+    def _confirm(self, yes: bool) -> None:
+        self._understood()
+        self._rule = "confirm:yes" if yes else "confirm:no"
+        step = self.steps[self.pc]
+        if yes:
+            self.pc += 1
+        else:
+            self.steps, self.pc = list(step.on_no), 0
+        self._run()
+
+    def _fill(self, name: str, value: Any, rule: str) -> None:
+        self._understood()
+        self.slots[name] = value
+        self._rule = f"{rule}:{name}"
+        self.pc += 1
+        self._run()
+
+    # ------------------------------------------------------------------ slots
+
+    def _current_slot_name(self) -> str:
+        return self.steps[self.pc].ask  # type: ignore[return-value]
+
+    def _current_slot(self) -> Slot:
+        return self.spec.slots[self._current_slot_name()]
+
+    def _dtmf_option(self, digit: str) -> str | None:
+        if self.state != "slot":
+            return None
+        return next((n for n, o in self._current_slot().options.items() if o.dtmf == digit), None)
+
+    def _extract(self, slot: Slot, text: str) -> Any:
+        if slot.type == "digits":
+            digits = entities.extract_digits(text)
+            if digits and slot.min_length <= len(digits) <= slot.max_length:
+                return digits
+            return None
+        if slot.type == "amount":
+            amount = entities.extract_amount(text)
+            if amount is None:
+                return None
+            if (slot.min is not None and amount < Decimal(str(slot.min))) or (
+                    slot.max is not None and amount > Decimal(str(slot.max))):
+                return None
+            return amount
+        if slot.type == "date":
+            return entities.extract_date(text, self.context.today)
+        if slot.type == "yes_no":
+            return entities.extract_yes_no(text)
+        # choice: a synonym, or an ordinal ("the second one")
+        lowered = f" {' '.join(entities.tokens(text))} "
+        for name, option in slot.options.items():
+            if any(f" {word.lower()} " in lowered for word in option.say):
+                return name
+        choice = entities.extract_choice(text, len(slot.options))
+        return list(slot.options)[choice - 1] if choice else None
+
+    def _commit_buffer(self) -> None:
+        buffer, self.digit_buffer = self.digit_buffer, ""
+        if buffer == self.rules.agent_dtmf:
+            self._transfer_to(self.rules.agent_transfer, "global:agent_dtmf")
+            return
+        slot = self._current_slot()
+        value: Any = None
+        if slot.type == "digits" and slot.min_length <= len(buffer) <= slot.max_length:
+            value = buffer
+        elif slot.type == "amount" and re.fullmatch(r"\d+(\.\d{1,2})?", buffer):
+            value = self._extract(slot, buffer)
+        elif slot.type == "date" and re.fullmatch(r"\d{4}", buffer):
+            value = entities.extract_date(f"{buffer[:2]}/{buffer[2:]}", self.context.today)
+        if value is None:
+            self._misunderstood("invalid_entry")
+        else:
+            self._fill(self._current_slot_name(), value, "slot_filled:dtmf")
+
+    # ------------------------------------------------------------------ global rules
+
+    def _understood(self) -> None:
+        self.misunderstandings = 0
+        self.no_inputs = 0
+
+    def _misunderstood(self, why: str) -> None:
+        self.misunderstandings += 1
+        self.digit_buffer = ""
+        if self.misunderstandings >= self.rules.max_misunderstandings:
+            self._transfer_to(self.rules.not_understood_transfer, "global:not_understood")
+            return
+        self._rule = f"{why}:{self.misunderstandings}"
+        self._say("out_of_scope" if why == "out_of_scope" else "not_understood")
+        self._reask()
+
+    def _transfer_to(self, spec: TransferSpec, rule: str, say: bool = True) -> None:
+        self._rule = rule
+        if say:
+            self._say("transfer")
+        self.transfer = Transfer(spec.queue, spec.priority, tuple(spec.skills), spec.reason)
+        self._out.append(self.transfer)
+        self.state = "done"
+
+    def _goodbye(self, rule: str) -> None:
+        self._rule = rule
+        self._say("goodbye", interruptible=False)
+        self._out.append(Hangup("completed"))
+        self.state = "done"
+
+    # ------------------------------------------------------------------ output
+
+    def _ask_top(self, prompt: str | None) -> None:
+        self.state = "top"
+        prompt = prompt or "what_else"
+        self._emit_ask(Ask(self._render(self.spec.prompts[prompt]), None, "intent", prompt=prompt))
+
+    def _emit_ask(self, ask: Ask) -> None:
+        self.pending = ask
+        self._out.append(ask)
+
+    def _reask(self) -> None:
+        if self.pending is None:
+            return
+        if self.state == "slot":
+            slot = self._current_slot()
+            if slot.reprompt:
+                self._out.append(Ask(self._render(self.spec.prompts[slot.reprompt]), self.pending.slot,
+                                     self.pending.expect, self.pending.max_digits, slot.reprompt))
+                return
+        self._out.append(self.pending)
+
+    def _say(self, prompt: str, interruptible: bool = True) -> None:
+        self._out.append(Say(self._render(self.spec.prompts[prompt]), interruptible, prompt))
+
+    def _render(self, template: str, spoken: bool = True) -> str:
+        """Fill {slot}, {result.x} and {caller.x}; lookups get raw values, speech gets words."""
+
+        def field(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("result."):
+                return str(self.result.get(name[7:], ""))
+            if name.startswith("caller."):
+                return str(getattr(self.context, f"caller_{name[7:]}", ""))
+            if name in self.slots:
+                value = self.slots[name]
+                if not spoken:
+                    return value.isoformat() if isinstance(value, date) else str(value)
+                return self._spoken(name, value)
+            log.warning("template field {%s} has no value yet", name)
+            return ""
+        return _FIELD.sub(field, template)
+
+    def _spoken(self, name: str, value: Any) -> str:
+        slot = self.spec.slots.get(name)
+        if slot is None:
+            return str(value)
+        if slot.type == "digits":
+            return " ".join(str(value))
+        if slot.type == "amount":
+            return f"${value:,.2f}"
+        if slot.type == "date":
+            return f"{value:%A, %B} {value.day}"
+        if slot.type == "yes_no":
+            return "yes" if value else "no"
+        option = slot.options.get(value)
+        return option.label or value if option else str(value)

@@ -1,0 +1,403 @@
+"""The domain a conversation designer edits: schema, loader and validation.
+
+A domain is a folder of YAML files (``domain.yaml``, ``intents.yaml``, ``slots.yaml``,
+``flows.yaml``, ``prompts.yaml``).  Loading is all-or-nothing: every problem is collected
+with its file and line, and a domain with any problem is refused whole, so a half-edited
+domain never reaches a caller.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from voicebot.nlu.yamlsource import DomainError, PathKey, Problem, SourceDoc, load_yaml_file
+
+OUT_OF_SCOPE = "out_of_scope"
+DTMF_KEYS = set("0123456789*#")
+REQUIRED_PROMPTS = (
+    "greeting", "not_understood", "out_of_scope", "no_input", "anything_else", "goodbye",
+    "transfer", "lookup_failed", "what_else",
+)
+TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- domain.yaml
+
+class WebhookBackend(Strict):
+    url: str = Field(description="POST {name, args, call} here; a JSON object comes back")
+    timeout_s: float = Field(3.0, gt=0, le=30)
+    headers: dict[str, str] = {}
+
+
+class BackendSpec(Strict):
+    builtin: Literal["fake_bank"] | None = None
+    webhook: WebhookBackend | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "BackendSpec":
+        if (self.builtin is None) == (self.webhook is None):
+            raise ValueError("name exactly one of 'builtin' or 'webhook'")
+        return self
+
+
+class NluSettings(Strict):
+    confidence_threshold: float = Field(0.45, ge=0, le=1, description="below this an utterance is out_of_scope")
+    switch_threshold: float = Field(0.75, ge=0, le=1, description="confidence needed to leave a flow mid-way")
+
+
+class TransferSpec(Strict):
+    queue: str
+    priority: int = Field(0, ge=0, le=10)
+    skills: list[str] = []
+    reason: str
+
+
+class Rules(Strict):
+    agent_intent: str = "speak_to_agent"
+    agent_dtmf: str = "0"
+    agent_transfer: TransferSpec = TransferSpec(queue="general", reason="caller_request")
+    goodbye_intent: str = "goodbye"
+    max_misunderstandings: int = Field(2, ge=1, le=5)
+    not_understood_transfer: TransferSpec = TransferSpec(queue="general", reason="not_understood")
+    max_no_input: int = Field(2, ge=1, le=5)
+    no_input_transfer: TransferSpec = TransferSpec(queue="general", reason="no_input")
+    lookup_failed_transfer: TransferSpec = TransferSpec(queue="general", reason="backend_error")
+    after_flow: Literal["anything_else", "hangup"] = "anything_else"
+
+
+class Menu(Strict):
+    prompt: str
+    options: dict[str, str] = Field(description="DTMF key → intent")
+
+
+class DomainSettings(Strict):
+    name: str
+    language: str = "en"
+    backend: BackendSpec
+    nlu: NluSettings = NluSettings()
+    rules: Rules = Rules()
+    menu: Menu | None = None
+
+
+# --------------------------------------------------------------------------- intents.yaml
+
+class Intent(Strict):
+    description: str = ""
+    examples: list[Annotated[str, Field(min_length=1)]] = Field(min_length=3)
+
+
+class IntentsFile(Strict):
+    intents: dict[str, Intent]
+    out_of_scope: list[str] = Field([], description="things callers say that the bot must not handle")
+
+
+# --------------------------------------------------------------------------- slots.yaml
+
+class ChoiceOption(Strict):
+    say: list[str] = Field(min_length=1, description="words that pick this option")
+    dtmf: str | None = None
+    label: str | None = None
+
+
+class Slot(Strict):
+    type: Literal["digits", "amount", "date", "yes_no", "choice"]
+    prompt: str
+    reprompt: str | None = None
+    min_length: int = Field(1, ge=1)
+    max_length: int = Field(20, ge=1)
+    min: float | None = None
+    max: float | None = None
+    options: dict[str, ChoiceOption] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Slot":
+        if self.type == "choice" and not self.options:
+            raise ValueError("a choice slot needs 'options'")
+        if self.type != "choice" and self.options:
+            raise ValueError(f"'options' only apply to choice slots, not {self.type}")
+        if self.min_length > self.max_length:
+            raise ValueError("min_length is larger than max_length")
+        return self
+
+
+class SlotsFile(Strict):
+    slots: dict[str, Slot] = {}
+
+
+# --------------------------------------------------------------------------- flows.yaml
+
+STEP_KINDS = ("say", "ask", "confirm", "lookup", "transfer", "hangup", "goto")
+
+
+class Step(Strict):
+    say: str | None = None
+    ask: str | None = None
+    confirm: str | None = None
+    on_no: list["Step"] = []
+    lookup: str | None = None
+    args: dict[str, str] = {}
+    on_failure: list["Step"] = []
+    transfer: TransferSpec | None = None
+    hangup: str | None = None
+    goto: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Step":
+        kinds = [k for k in STEP_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a step does exactly one of {', '.join(STEP_KINDS)}; this one has {kinds or 'none'}")
+        if self.on_no and self.confirm is None:
+            raise ValueError("'on_no' belongs to a 'confirm' step")
+        if (self.args or self.on_failure) and self.lookup is None:
+            raise ValueError("'args' and 'on_failure' belong to a 'lookup' step")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in STEP_KINDS if getattr(self, k) is not None)
+
+
+class Flow(Strict):
+    description: str = ""
+    steps: list[Step] = Field(min_length=1)
+
+
+class FlowsFile(Strict):
+    flows: dict[str, Flow]
+
+
+class PromptsFile(Strict):
+    prompts: dict[str, Annotated[str, Field(min_length=1)]]
+
+
+# --------------------------------------------------------------------------- the domain
+
+class DomainSpec(BaseModel):
+    """Everything a Dialog needs, validated; ``lines`` lets runtime errors cite the YAML."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    root: Path
+    settings: DomainSettings
+    intents: dict[str, Intent]
+    out_of_scope_examples: list[str]
+    slots: dict[str, Slot]
+    flows: dict[str, Flow]
+    prompts: dict[str, str]
+
+    def training_data(self) -> tuple[list[str], list[str]]:
+        texts: list[str] = []
+        labels: list[str] = []
+        for name, intent in self.intents.items():
+            texts += intent.examples
+            labels += [name] * len(intent.examples)
+        texts += self.out_of_scope_examples
+        labels += [OUT_OF_SCOPE] * len(self.out_of_scope_examples)
+        return texts, labels
+
+
+FILES: dict[str, type[BaseModel]] = {
+    "domain.yaml": DomainSettings,
+    "intents.yaml": IntentsFile,
+    "slots.yaml": SlotsFile,
+    "flows.yaml": FlowsFile,
+    "prompts.yaml": PromptsFile,
+}
+OPTIONAL_FILES = {"slots.yaml"}
+
+
+def domain_files(root: Path) -> list[Path]:
+    """The files whose edits change the domain (what hot reload watches)."""
+    return [root / name for name in FILES]
+
+
+def _validated(doc: SourceDoc, model: type[BaseModel], problems: list[Problem]) -> Any:
+    try:
+        return model.model_validate(doc.data if doc.data is not None else {})
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            problems.append(doc.problem(loc, f"{where}: {err['msg']}"))
+        return None
+
+
+def _suggest(name: str, known: Any) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def load_domain_spec(root: Path | str) -> DomainSpec:
+    """Read and validate a domain folder, raising DomainError listing every problem."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DomainError([Problem(str(root), None, "domain folder not found")])
+    problems: list[Problem] = []
+    docs: dict[str, SourceDoc] = {}
+    parsed: dict[str, Any] = {}
+    for name, model in FILES.items():
+        path = root / name
+        if not path.exists():
+            if name in OPTIONAL_FILES:
+                docs[name] = SourceDoc(str(path), {})
+                parsed[name] = model.model_validate({})
+                continue
+            problems.append(Problem(str(path), None, "required file is missing"))
+            continue
+        try:
+            docs[name] = load_yaml_file(path)
+        except DomainError as exc:
+            problems += exc.problems
+            continue
+        parsed[name] = _validated(docs[name], model, problems)
+    if problems or any(v is None for v in parsed.values()):
+        raise DomainError(problems)
+    spec = DomainSpec(
+        root=root,
+        settings=parsed["domain.yaml"],
+        intents=parsed["intents.yaml"].intents,
+        out_of_scope_examples=parsed["intents.yaml"].out_of_scope,
+        slots=parsed["slots.yaml"].slots,
+        flows=parsed["flows.yaml"].flows,
+        prompts=parsed["prompts.yaml"].prompts,
+    )
+    problems += _cross_check(spec, docs)
+    if problems:
+        raise DomainError(problems)
+    return spec
+
+
+def _cross_check(spec: DomainSpec, docs: dict[str, SourceDoc]) -> list[Problem]:
+    """The references between files: what pydantic cannot see."""
+    problems: list[Problem] = []
+    d, i, s, f, p = (docs[n] for n in FILES)
+
+    # Examples: a duplicate inside an intent is noise, across intents it is a contradiction.
+    owner: dict[str, tuple[str, PathKey]] = {}
+    for name, intent in spec.intents.items():
+        if name == OUT_OF_SCOPE:
+            problems.append(i.problem(("intents", name), f"'{OUT_OF_SCOPE}' is built in; list its examples under top-level 'out_of_scope'"))
+        for k, example in enumerate(intent.examples):
+            key = " ".join(example.lower().split())
+            path: PathKey = ("intents", name, "examples", k)
+            if key in owner:
+                first_intent, first_path = owner[key]
+                where = "again" if first_intent == name else f"also under intent {first_intent!r}"
+                problems.append(i.problem(path, f"duplicate example {example!r} ({where}, line {i.line_of(first_path)})"))
+            else:
+                owner[key] = (name, path)
+    for k, example in enumerate(spec.out_of_scope_examples):
+        key = " ".join(example.lower().split())
+        if key in owner:
+            problems.append(i.problem(("out_of_scope", k), f"out_of_scope example {example!r} is also an example of intent {owner[key][0]!r}"))
+
+    # Every intent has a flow; every flow belongs to an intent.
+    for name in spec.intents:
+        if name not in spec.flows:
+            problems.append(i.problem(("intents", name), f"intent {name!r} has no flow in flows.yaml"))
+    for name in spec.flows:
+        if name not in spec.intents:
+            problems.append(f.problem(("flows", name), f"flow {name!r} is not an intent{_suggest(name, spec.intents)}"))
+
+    rules = spec.settings.rules
+    for field in ("agent_intent", "goodbye_intent"):
+        intent = getattr(rules, field)
+        if intent not in spec.intents:
+            problems.append(d.problem(("rules", field), f"rules.{field} names unknown intent {intent!r}{_suggest(intent, spec.intents)}"))
+    if rules.agent_dtmf not in DTMF_KEYS:
+        problems.append(d.problem(("rules", "agent_dtmf"), f"{rules.agent_dtmf!r} is not a DTMF key"))
+    if spec.settings.menu is not None:
+        menu = spec.settings.menu
+        _check_prompt(menu.prompt, ("menu", "prompt"), d, spec, problems, set(), after_lookup=False)
+        for key, intent in menu.options.items():
+            path = ("menu", "options", key)
+            if key not in DTMF_KEYS or len(key) != 1:
+                problems.append(d.problem(path, f"menu key {key!r} is not a single DTMF key"))
+            if key == rules.agent_dtmf:
+                problems.append(d.problem(path, f"menu key {key!r} is already rules.agent_dtmf"))
+            if intent not in spec.intents:
+                problems.append(d.problem(path, f"menu option {key} names unknown intent {intent!r}{_suggest(intent, spec.intents)}"))
+
+    for name in REQUIRED_PROMPTS:
+        if name not in spec.prompts:
+            problems.append(Problem(p.file, p.line_of(("prompts",)), f"required prompt {name!r} is missing"))
+    for name, text in spec.prompts.items():
+        problems += _check_template(text, ("prompts", name), p, spec, None)
+
+    for name, slot in spec.slots.items():
+        for key in ("prompt", "reprompt"):
+            ref = getattr(slot, key)
+            if ref is not None:
+                _check_prompt(ref, ("slots", name, key), s, spec, problems, set(), after_lookup=False)
+        for opt_name, opt in slot.options.items():
+            if opt.dtmf is not None and (len(opt.dtmf) != 1 or opt.dtmf not in DTMF_KEYS):
+                problems.append(s.problem(("slots", name, "options", opt_name, "dtmf"), f"{opt.dtmf!r} is not a single DTMF key"))
+
+    for name, flow in spec.flows.items():
+        _check_steps(flow.steps, ("flows", name, "steps"), f, spec, problems, set(), False)
+    return problems
+
+
+def _check_steps(steps: list[Step], path: PathKey, doc: SourceDoc, spec: DomainSpec,
+                 problems: list[Problem], filled: set[str], after_lookup: bool) -> None:
+    filled = set(filled)
+    for k, step in enumerate(steps):
+        here = (*path, k)
+        kind = step.kind
+        if kind == "ask":
+            assert step.ask is not None
+            if step.ask not in spec.slots:
+                problems.append(doc.problem((*here, "ask"), f"step asks for unknown slot {step.ask!r}{_suggest(step.ask, spec.slots)}"))
+            filled.add(step.ask)
+        elif kind in ("say", "confirm"):
+            _check_prompt(getattr(step, kind), (*here, kind), doc, spec, problems, filled, after_lookup)
+            if step.on_no:
+                _check_steps(step.on_no, (*here, "on_no"), doc, spec, problems, filled, after_lookup)
+        elif kind == "lookup":
+            for arg, template in step.args.items():
+                problems += _check_template(template, (*here, "args", arg), doc, spec, filled, after_lookup)
+            if step.on_failure:
+                _check_steps(step.on_failure, (*here, "on_failure"), doc, spec, problems, filled, after_lookup)
+            after_lookup = True
+        elif kind == "goto":
+            assert step.goto is not None
+            if step.goto not in spec.flows:
+                problems.append(doc.problem((*here, "goto"), f"goto names unknown flow {step.goto!r}{_suggest(step.goto, spec.flows)}"))
+
+
+def _check_prompt(ref: str, path: PathKey, doc: SourceDoc, spec: DomainSpec,
+                  problems: list[Problem], filled: set[str], after_lookup: bool) -> None:
+    if ref not in spec.prompts:
+        problems.append(doc.problem(path, f"unknown prompt {ref!r}{_suggest(ref, spec.prompts)}"))
+        return
+    if filled is not None:
+        for field in TEMPLATE_FIELD.findall(spec.prompts[ref]):
+            if field in spec.slots and field not in filled and not path[0] == "slots":
+                problems.append(doc.problem(path, f"prompt {ref!r} uses slot {{{field}}} before the flow asks for it"))
+            if field.startswith("result.") and not after_lookup and path[0] == "flows":
+                problems.append(doc.problem(path, f"prompt {ref!r} uses {{{field}}} before any lookup in this flow"))
+
+
+def _check_template(text: str, path: PathKey, doc: SourceDoc, spec: DomainSpec,
+                    filled: set[str] | None, after_lookup: bool = True) -> list[Problem]:
+    problems: list[Problem] = []
+    for field in TEMPLATE_FIELD.findall(text):
+        head = field.split(".", 1)[0]
+        if head in ("result", "caller"):
+            if head == "result" and not after_lookup:
+                problems.append(doc.problem(path, f"{{{field}}} is used before any lookup"))
+            continue
+        if field not in spec.slots:
+            problems.append(doc.problem(path, f"template field {{{field}}} is not a slot, result.* or caller.*{_suggest(field, spec.slots)}"))
+        elif filled is not None and field not in filled:
+            problems.append(doc.problem(path, f"slot {{{field}}} is used before the flow asks for it"))
+    return problems
