@@ -48,7 +48,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     dialog = Dialog(domain)
     print(f"{domain.name}: type what the caller says; '#5' presses DTMF 5, an empty line is silence, Ctrl-D hangs up.")
 
-    def show(actions: list) -> None:
+    def show(actions: list, traces_before: int) -> None:
         for action in actions:
             if isinstance(action, (Say, Ask)):
                 print(f"bot> {action.text}")
@@ -57,12 +57,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
                       f"skills {list(action.skills)}, reason {action.reason!r}]")
             elif isinstance(action, Hangup):
                 print(f"bot> [hang up: {action.reason}]")
-        trace = dialog.trace[-1]
-        conf = "" if trace.confidence is None else f" ({trace.confidence:.2f})"
-        print(f"      intent={trace.intent}{conf} slots={trace.slots} rule={trace.rule}")
+        for trace in dialog.trace[traces_before:]:
+            conf = "" if trace.confidence is None else f" ({trace.confidence:.2f})"
+            print(f"      [{trace.event}] intent={trace.intent}{conf} slots={trace.slots} rule={trace.rule}")
+
+    async def step(event) -> None:
+        before = len(dialog.trace)
+        show(await turn(dialog, backend, event), before)
 
     async def loop() -> None:
-        show(await turn(dialog, backend, CallStarted()))
+        await step(CallStarted())
         while not dialog.ended:
             try:
                 line = input("you> ")
@@ -74,13 +78,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 event = NoInput()
             elif line.startswith("#") and len(line) > 1:
                 for key in line[1:]:
-                    show(await turn(dialog, backend, DtmfPressed(key)))
+                    await step(DtmfPressed(key))
                     if dialog.ended:
                         return
                 continue
             else:
                 event = UserSaid(line)
-            show(await turn(dialog, backend, event))
+            await step(event)
 
     asyncio.run(loop())
     return 0

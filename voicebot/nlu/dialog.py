@@ -233,11 +233,13 @@ class Dialog:
                 return
         elif self.state == "top":
             if self.offered_anything_else:
+                # "yes" / "no thanks" answer the question; "yes, I lost my card" is a request.
                 answer = entities.extract_yes_no(text)
-                if answer is False and pred.intent in (OUT_OF_SCOPE, self.rules.goodbye_intent):
-                    self._goodbye("global:goodbye")
+                is_request = confident and pred.intent in self.spec.flows and pred.intent != self.rules.goodbye_intent
+                if answer is False and not is_request:
+                    self._goodbye("anything_else:no")
                     return
-                if answer is True and pred.intent == OUT_OF_SCOPE:
+                if answer is True and not is_request:
                     self._understood()
                     self._rule = "anything_else:yes"
                     self._ask_top("what_else")
@@ -369,10 +371,13 @@ class Dialog:
         for step in self.steps:
             if step.ask and step.ask not in self.slots:
                 slot = self.spec.slots[step.ask]
+                value = None
                 if slot.type in ("digits", "amount", "date"):
                     value = self._extract(slot, text)
-                    if value is not None:
-                        self.slots[step.ask] = value
+                elif slot.type == "choice":
+                    value = self._choice_by_words(slot, text)  # "one" could be anything; "savings" is not
+                if value is not None:
+                    self.slots[step.ask] = value
 
     def _run(self) -> None:
         for _ in range(_MAX_STEPS_PER_EVENT):
@@ -478,12 +483,19 @@ class Dialog:
         if slot.type == "yes_no":
             return entities.extract_yes_no(text)
         # choice: a synonym, or an ordinal ("the second one")
+        named = self._choice_by_words(slot, text)
+        if named is not None:
+            return named
+        choice = entities.extract_choice(text, len(slot.options))
+        return list(slot.options)[choice - 1] if choice else None
+
+    @staticmethod
+    def _choice_by_words(slot: Slot, text: str) -> str | None:
         lowered = f" {' '.join(entities.tokens(text))} "
         for name, option in slot.options.items():
             if any(f" {word.lower()} " in lowered for word in option.say):
                 return name
-        choice = entities.extract_choice(text, len(slot.options))
-        return list(slot.options)[choice - 1] if choice else None
+        return None
 
     def _commit_buffer(self) -> None:
         buffer, self.digit_buffer = self.digit_buffer, ""
