@@ -1,0 +1,40 @@
+# The set-up contract: `make run` and `make test` do everything on a fresh Debian machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+# Debian packages the tests drive as real clients and tools (installed only by `make test`);
+# the voice-path and SIP issues add espeak-ng, sox, sip-tester, baresip-core and chromium here.
+TEST_DEBS :=
+
+.PHONY: run test install test-deps bench-nlu clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: resolves to the CPU build; an unpinned one pulls GBs of CUDA.
+	$(PIP) install "torch==2.13.0"
+	$(PIP) install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/voicebot serve
+
+test-deps:
+	@[ -z "$(strip $(TEST_DEBS))" ] && exit 0; missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+test: $(STAMP) test-deps
+	$(PY) -m pytest
+
+bench-nlu: $(STAMP)
+	$(PY) benchmarks/nlu_clinc150.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
