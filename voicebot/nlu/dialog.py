@@ -218,7 +218,9 @@ class Dialog:
         if self.state == "lookup":
             self._rule = "ignored:waiting_for_lookup"
             return
-        if pred.intent == self.rules.agent_intent and (strong or (confident and self.state == "top")):
+        # A human costs money and a wrong transfer costs the caller their place: a spoken
+        # request for an agent must be clear; unclear callers reach one via not_understood.
+        if pred.intent == self.rules.agent_intent and strong:
             self._transfer_to(self.rules.agent_transfer, "global:agent_request")
             return
         if self.state == "slot":
