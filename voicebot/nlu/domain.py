@@ -182,7 +182,7 @@ class PromptsFile(Strict):
 # --------------------------------------------------------------------------- the domain
 
 class DomainSpec(BaseModel):
-    """Everything a Dialog needs, validated; ``lines`` lets runtime errors cite the YAML."""
+    """Everything a Dialog needs, validated and cross-checked."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
@@ -317,7 +317,7 @@ def _cross_check(spec: DomainSpec, docs: dict[str, SourceDoc]) -> list[Problem]:
         problems.append(d.problem(("rules", "agent_dtmf"), f"{rules.agent_dtmf!r} is not a DTMF key"))
     if spec.settings.menu is not None:
         menu = spec.settings.menu
-        _check_prompt(menu.prompt, ("menu", "prompt"), d, spec, problems, set(), after_lookup=False)
+        _check_prompt(menu.prompt, ("menu", "prompt"), d, spec, problems, None, after_lookup=False)
         for key, intent in menu.options.items():
             path = ("menu", "options", key)
             if key not in DTMF_KEYS or len(key) != 1:
@@ -337,7 +337,7 @@ def _cross_check(spec: DomainSpec, docs: dict[str, SourceDoc]) -> list[Problem]:
         for key in ("prompt", "reprompt"):
             ref = getattr(slot, key)
             if ref is not None:
-                _check_prompt(ref, ("slots", name, key), s, spec, problems, set(), after_lookup=False)
+                _check_prompt(ref, ("slots", name, key), s, spec, problems, None, after_lookup=False)
         for opt_name, opt in slot.options.items():
             if opt.dtmf is not None and (len(opt.dtmf) != 1 or opt.dtmf not in DTMF_KEYS):
                 problems.append(s.problem(("slots", name, "options", opt_name, "dtmf"), f"{opt.dtmf!r} is not a single DTMF key"))
@@ -375,16 +375,19 @@ def _check_steps(steps: list[Step], path: PathKey, doc: SourceDoc, spec: DomainS
 
 
 def _check_prompt(ref: str, path: PathKey, doc: SourceDoc, spec: DomainSpec,
-                  problems: list[Problem], filled: set[str], after_lookup: bool) -> None:
+                  problems: list[Problem], filled: set[str] | None, after_lookup: bool) -> None:
+    """A prompt reference must exist; inside a flow (``filled`` given) its fields must be
+    known by the time it is said."""
     if ref not in spec.prompts:
         problems.append(doc.problem(path, f"unknown prompt {ref!r}{_suggest(ref, spec.prompts)}"))
         return
-    if filled is not None:
-        for field in TEMPLATE_FIELD.findall(spec.prompts[ref]):
-            if field in spec.slots and field not in filled and not path[0] == "slots":
-                problems.append(doc.problem(path, f"prompt {ref!r} uses slot {{{field}}} before the flow asks for it"))
-            if field.startswith("result.") and not after_lookup and path[0] == "flows":
-                problems.append(doc.problem(path, f"prompt {ref!r} uses {{{field}}} before any lookup in this flow"))
+    if filled is None:
+        return
+    for field in TEMPLATE_FIELD.findall(spec.prompts[ref]):
+        if field in spec.slots and field not in filled:
+            problems.append(doc.problem(path, f"prompt {ref!r} uses slot {{{field}}} before the flow asks for it"))
+        if field.startswith("result.") and not after_lookup:
+            problems.append(doc.problem(path, f"prompt {ref!r} uses {{{field}}} before any lookup in this flow"))
 
 
 def _check_template(text: str, path: PathKey, doc: SourceDoc, spec: DomainSpec,
