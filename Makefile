@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: resolves to the CPU build; an unpinned one pulls GBs of CUDA.
 	$(PIP) install "torch==2.13.0"
 	$(PIP) install -e ".[dev]"
+	$(VENV)/bin/voicebot models prepare
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -140,19 +140,33 @@ def cmd_nlu_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from voicebot.modelstore import ModelMissing, manifest, resolve
+    from voicebot.modelstore import ModelMissing, manifest, prepare, resolve
 
     if args.action == "prepare":
-        print("voicebot models prepare: not built yet (arrives with the realtime voice path: "
-              "Whisper and Piper roles)", file=sys.stderr)
-        return 2
+        from tqdm import tqdm
+
+        bars: dict[str, tqdm] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in bars:
+                bars[name] = tqdm(total=total, unit="B", unit_scale=True, desc=name)
+            bars[name].update(done - bars[name].n)
+
+        try:
+            roles = prepare(progress)
+        except ModelMissing as exc:
+            print(f"voicebot models prepare: {exc}", file=sys.stderr)
+            return 1
+        for bar in bars.values():
+            bar.close()
+        print(f"prepared: {', '.join(roles) or 'nothing to join'}")
     status = 0
     for role, entry in manifest().items():
         try:
             where = str(resolve(role))
         except ModelMissing as exc:
             where, status = f"MISSING: {exc}", 1
-        print(f"{role:<12} {entry.package:<24} {entry.licence:<12} {entry.size_mb:>6.0f} MB  {where}")
+        print(f"{role:<11} {entry.size_mb:>4.0f} MB  {entry.licence:<14.14} {entry.package}\n{'':<11} {where}")
     return status
 
 
