@@ -1,0 +1,113 @@
+"""MediaStream: the one interface between edges (SIP, WebRTC, test fixtures, the agent bridge)
+and the pipeline.  PCM is 16-bit mono with its rate stated; DTMF arrives as events."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, Union
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    pcm: bytes
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    digit: str
+    duration_ms: int = 100
+
+
+MediaEvent = Union[AudioChunk, Dtmf]
+
+
+@dataclass
+class PlayoutReport:
+    """What the caller actually heard of the output since the last report."""
+
+    played_ms: float
+    pending_ms: float  # queued and not yet played (for clear(): dropped)
+
+
+class MediaStream(Protocol):
+    output_sample_rate: int
+
+    def events(self) -> AsyncIterator[MediaEvent]:
+        """Caller audio and DTMF, in arrival order; ends when the caller leaves."""
+        ...
+
+    async def write(self, pcm: bytes, sample_rate: int) -> None:
+        """Queue bot audio for playout (already at ``output_sample_rate``)."""
+        ...
+
+    def clear(self) -> PlayoutReport:
+        """Drop queued output at once (barge-in) and say how much had been played."""
+        ...
+
+    def playout(self) -> PlayoutReport:
+        """How much of the queued output has been played so far (not reset)."""
+        ...
+
+    async def close(self, reason: str) -> None: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class OutputBuffer:
+    """Bot audio waiting to be played, in 20 ms frames.
+
+    Every edge plays out by pulling one frame per 20 ms (an RTP sender, an aiortc track, a
+    test clock), so this buffer knows exactly what the caller heard when ``clear()`` drops
+    the rest at barge-in.
+    """
+
+    FRAME_MS = 20
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.frame_bytes = sample_rate * self.FRAME_MS // 1000 * 2
+        self._frames: deque[bytes] = deque()
+        self._partial = b""
+        self.played_ms = 0.0
+        self.last_played_at = 0.0
+
+    def write(self, pcm: bytes) -> None:
+        data = self._partial + pcm
+        cut = len(data) - len(data) % self.frame_bytes
+        for i in range(0, cut, self.frame_bytes):
+            self._frames.append(data[i:i + self.frame_bytes])
+        self._partial = data[cut:]
+
+    def flush(self) -> None:
+        """Pad the last partial frame with silence so the end of a prompt is played."""
+        if self._partial:
+            self._frames.append(self._partial + b"\0" * (self.frame_bytes - len(self._partial)))
+            self._partial = b""
+
+    def pull(self) -> bytes | None:
+        """The next 20 ms to play, or None when there is nothing to say."""
+        if not self._frames:
+            if not self._partial:
+                return None
+            self.flush()
+        self.played_ms += self.FRAME_MS
+        self.last_played_at = time.monotonic()
+        return self._frames.popleft()
+
+    def clear(self) -> PlayoutReport:
+        dropped = len(self._frames) * self.FRAME_MS + len(self._partial) / 2 / self.sample_rate * 1000
+        self._frames.clear()
+        self._partial = b""
+        return PlayoutReport(self.played_ms, dropped)
+
+    def report(self) -> PlayoutReport:
+        return PlayoutReport(self.played_ms, len(self._frames) * self.FRAME_MS)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._frames or self._partial)

@@ -1,0 +1,92 @@
+"""Build and run one call's pipeline: MediaStream in, dialog, MediaStream out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.workers.runner import WorkerRunner
+
+from voicebot.backends import Backend
+from voicebot.media import MediaStream
+from voicebot.modelstore import resolve
+from voicebot.nlu.dialog import Dialog, DialogContext
+from voicebot.nlu.nlu import Domain
+from voicebot.pipeline.asr import AsrConfig, WhisperEngine
+from voicebot.pipeline.latency import TurnClock
+from voicebot.pipeline.processors import DialogProcessor, Recognizer, Synthesizer, TurnProcessor
+from voicebot.pipeline.transport import MediaInput, MediaOutput
+from voicebot.pipeline.tts import PiperEngine
+from voicebot.pipeline.vad import Segmenter, SegmenterConfig, SileroModel, SpeechScorer, WebrtcScorer
+from voicebot.records.store import RecordStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VoiceConfig:
+    asr_model: str = "asr"  # a model role or a folder
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    vad: str = "silero"  # silero | webrtc
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    no_input_s: float = 7.0
+    output_rates: tuple[int, ...] = (8000, 16000, 48000)
+
+
+class Engines:
+    """Every model, loaded once per process and shared by all calls."""
+
+    def __init__(self, config: VoiceConfig | None = None) -> None:
+        self.config = config or VoiceConfig()
+        asr_path = self.config.asr_model
+        if "/" not in asr_path:
+            asr_path = str(resolve(asr_path))
+        self.asr = WhisperEngine(asr_path, self.config.asr)
+        tts_model = resolve("tts")
+        self.tts = PiperEngine(str(tts_model), str(tts_model) + ".json")
+        self.silero = SileroModel(str(resolve("vad"))) if self.config.vad == "silero" else None
+
+    def scorer(self) -> SpeechScorer:
+        return self.silero.stream() if self.silero is not None else WebrtcScorer()
+
+    def warm_prompts(self, domain: Domain) -> int:
+        """Synthesise the domain's fixed prompts once, for every output rate."""
+        return self.tts.warm(domain.spec.prompts.values(), self.config.output_rates)
+
+
+async def run_call(stream: MediaStream, *, engines: Engines, domain: Domain, backend: Backend,
+                   store: RecordStore, channel: str, caller: str = "", call_id: str | None = None,
+                   today: date | None = None) -> str:
+    """Run a call to its end; returns the call id (the record is complete when this returns)."""
+    call_id = store.start_call(channel, caller, domain.name, call_id)
+    dialog = Dialog(domain, DialogContext(caller_number=caller, channel=channel, today=today or date.today()))
+    clock = TurnClock(store, call_id)
+    segmenter = Segmenter(engines.scorer(), SegmenterConfig(**vars(engines.config.segmenter)))
+    pipeline = Pipeline([
+        MediaInput(stream),
+        TurnProcessor(segmenter),
+        Recognizer(engines.asr),
+        DialogProcessor(dialog, backend, clock, call_id, no_input_s=engines.config.no_input_s),
+        Synthesizer(engines.tts, stream.output_sample_rate),
+        MediaOutput(stream),
+    ])
+    worker = PipelineWorker(pipeline, params=PipelineParams(audio_in_sample_rate=16000,
+                                                            audio_out_sample_rate=stream.output_sample_rate),
+                            idle_timeout_secs=None, enable_rtvi=False, enable_turn_tracking=False,
+                            check_dangling_tasks=False)
+    try:
+        runner = WorkerRunner(handle_sigint=False, check_dangling_tasks=False)
+        await runner.add_workers(worker)
+        await runner.run()
+    except Exception:
+        log.exception("call %s pipeline failed", call_id)
+        store.event(call_id, "pipeline_error")
+    finally:
+        if not clock._ended:
+            clock.ended("error" if not dialog.ended else "completed", dialog)
+        if not stream.closed:
+            await stream.close("pipeline_ended")
+    return call_id

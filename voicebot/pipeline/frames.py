@@ -1,0 +1,103 @@
+"""voicebot's own pipecat frames: what flows between the per-call processors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipecat.frames.frames import DataFrame, SystemFrame
+
+
+@dataclass
+class UtteranceFrame(DataFrame):
+    """One caller turn, cut by the end-of-turn detector."""
+
+    pcm: bytes = b""
+    sample_rate: int = 16000
+    speech_end: float = 0.0  # monotonic time of the last speech sample
+
+
+@dataclass
+class CallerTextFrame(DataFrame):
+    text: str = ""
+    confidence: float = 0.0
+    language: str = "en"
+    speech_end: float = 0.0
+    transcript_at: float = 0.0
+    asr_window_s: float = 0.0
+
+
+@dataclass
+class CallerKeyFrame(DataFrame):
+    digit: str = ""
+
+
+@dataclass
+class CallerSpeechStartedFrame(SystemFrame):
+    """VAD onset; system frame so it overtakes queued audio (barge-in)."""
+
+    at: float = 0.0
+
+
+@dataclass
+class ExpectFrame(SystemFrame):
+    """Sent upstream by the dialog: what kind of answer it waits for (end-of-turn tuning)."""
+
+    expect: str = "intent"
+
+
+@dataclass
+class BotSpeechFrame(DataFrame):
+    text: str = ""
+    interruptible: bool = True
+    prompt: str | None = None
+    turn: int = 0
+    is_question: bool = False
+
+
+@dataclass
+class BotAudioFrame(DataFrame):
+    pcm: bytes = b""
+    sample_rate: int = 16000
+    text: str = ""
+    turn: int = 0
+    first: bool = False
+    last: bool = False
+    interruptible: bool = True
+    cached: bool = False
+
+
+@dataclass
+class BotDoneSpeakingFrame(SystemFrame):
+    """Sent upstream by the output when everything queued has been played."""
+
+    turn: int = 0
+    at: float = 0.0
+    prompts_done: int = 0
+
+
+@dataclass
+class BotHeardFrame(SystemFrame):
+    """Sent upstream at barge-in: how much of the prompt the caller heard."""
+
+    turn: int = 0
+    text: str = ""
+    heard_text: str = ""
+    played_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass
+class FirstAudioFrame(SystemFrame):
+    """Sent upstream when a turn's first bot audio reaches the edge."""
+
+    turn: int = 0
+    at: float = 0.0
+    cached: bool = False
+
+
+@dataclass
+class EndCallFrame(DataFrame):
+    """Queued after the last prompt: the output closes the stream once it has been played."""
+
+    reason: str = ""
+    extra: dict = field(default_factory=dict)

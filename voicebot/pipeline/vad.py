@@ -1,0 +1,170 @@
+"""Voice activity and end of turn.
+
+One Silero ONNX session per process (the weights ship in the pipecat wheel); each call keeps
+only its recurrent state, so a call costs a few kilobytes, not a model.  webrtcvad is the
+lighter option.  ``Segmenter`` turns per-window speech probabilities into utterances: it
+reports speech onset at once (barge-in needs it within 100 ms) and the end of a turn after a
+silence timeout that the dialog may lengthen while it waits for keyed-in-style digit strings.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+RATE = 16000
+WINDOW = 512  # samples at 16 kHz: 32 ms, what Silero expects
+WINDOW_S = WINDOW / RATE
+
+
+class SpeechScorer(Protocol):
+    def __call__(self, window: np.ndarray) -> float:
+        """Speech probability of one 512-sample float32 window at 16 kHz."""
+        ...
+
+
+class SileroModel:
+    """The shared ONNX session."""
+
+    def __init__(self, path: str) -> None:
+        import onnxruntime
+
+        opts = onnxruntime.SessionOptions()
+        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"], sess_options=opts)
+
+    def stream(self) -> "SileroStream":
+        return SileroStream(self)
+
+
+class SileroStream:
+    """Per-call Silero state: 2×1×128 floats and 64 samples of context."""
+
+    def __init__(self, model: SileroModel) -> None:
+        self.model = model
+        self.state = np.zeros((2, 1, 128), dtype=np.float32)
+        self.context = np.zeros((1, 64), dtype=np.float32)
+
+    def __call__(self, window: np.ndarray) -> float:
+        x = np.concatenate([self.context, window.reshape(1, -1)], axis=1)
+        out, self.state = self.model.session.run(
+            None, {"input": x, "state": self.state, "sr": np.array(RATE, dtype=np.int64)})
+        self.context = x[:, -64:]
+        return float(out[0][0])
+
+
+class WebrtcScorer:
+    """webrtcvad: a fixed-point GMM, no model file; votes over 10 ms slices of the window."""
+
+    def __init__(self, mode: int = 2) -> None:
+        import webrtcvad
+
+        self.vad = webrtcvad.Vad(mode)
+
+    def __call__(self, window: np.ndarray) -> float:
+        pcm = (window * 32767).astype(np.int16).tobytes()
+        slices = [pcm[i:i + 320] for i in range(0, len(pcm) - 319, 320)]
+        votes = [self.vad.is_speech(s, RATE) for s in slices]
+        return sum(votes) / len(votes) if votes else 0.0
+
+
+@dataclass
+class SegmenterConfig:
+    threshold: float = 0.5
+    start_s: float = 0.064  # speech needed before onset is reported
+    end_of_turn_s: float = 0.25  # silence that ends a turn
+    preroll_s: float = 0.3
+    min_utterance_s: float = 0.2
+    max_utterance_s: float = 20.0
+
+
+@dataclass
+class SpeechStarted:
+    at_sample: int
+
+
+@dataclass
+class Utterance:
+    pcm: bytes  # 16 kHz, including pre-roll, excluding the trailing silence
+    start_sample: int
+    end_sample: int  # the last speech sample
+
+
+@dataclass
+class Segmenter:
+    """Pure: PCM in, SpeechStarted / Utterance out, positions counted in samples."""
+
+    scorer: SpeechScorer
+    config: SegmenterConfig = field(default_factory=SegmenterConfig)
+
+    def __post_init__(self) -> None:
+        self._pending = b""
+        self._position = 0  # samples consumed
+        self._speaking = False
+        self._speech_run = 0
+        self._silence_run = 0
+        self._preroll: deque[bytes] = deque(maxlen=max(1, int(self.config.preroll_s / WINDOW_S)))
+        self._utterance: list[bytes] = []
+        self._start = 0
+        self._last_speech = 0
+        self._lock = threading.Lock()
+        self.end_of_turn_s = self.config.end_of_turn_s
+
+    @property
+    def speaking(self) -> bool:
+        return self._speaking
+
+    def feed(self, pcm: bytes) -> list[SpeechStarted | Utterance]:
+        events: list[SpeechStarted | Utterance] = []
+        data = self._pending + pcm
+        step = WINDOW * 2
+        usable = len(data) - len(data) % step
+        self._pending = data[usable:]
+        for offset in range(0, usable, step):
+            chunk = data[offset:offset + step]
+            window = np.frombuffer(chunk, dtype=np.int16).astype(np.float32) / 32768.0
+            speech = self.scorer(window) >= self.config.threshold
+            self._position += WINDOW
+            events += self._step(chunk, speech)
+        return events
+
+    def _step(self, chunk: bytes, speech: bool) -> list[SpeechStarted | Utterance]:
+        cfg = self.config
+        if not self._speaking:
+            self._preroll.append(chunk)
+            self._speech_run = self._speech_run + 1 if speech else 0
+            if self._speech_run * WINDOW_S >= cfg.start_s:
+                self._speaking = True
+                self._silence_run = 0
+                self._utterance = list(self._preroll)
+                self._start = self._position - len(self._utterance) * WINDOW
+                self._last_speech = self._position
+                return [SpeechStarted(self._position - self._speech_run * WINDOW)]
+            return []
+        self._utterance.append(chunk)
+        if speech:
+            self._silence_run = 0
+            self._last_speech = self._position
+        else:
+            self._silence_run += 1
+        too_long = (self._position - self._start) / RATE >= cfg.max_utterance_s
+        if self._silence_run * WINDOW_S >= self.end_of_turn_s or too_long:
+            return self._finish()
+        return []
+
+    def _finish(self) -> list[SpeechStarted | Utterance]:
+        self._speaking = False
+        self._speech_run = 0
+        trailing = self._silence_run
+        self._silence_run = 0
+        frames = self._utterance[: len(self._utterance) - trailing] if trailing else self._utterance
+        self._utterance = []
+        self._preroll.clear()
+        if (self._last_speech - self._start) / RATE < self.config.min_utterance_s:
+            return []
+        return [Utterance(b"".join(frames), self._start, self._last_speech)]

@@ -1,0 +1,213 @@
+"""A scripted caller on a MediaStream: speaks PCM segments, presses keys, waits for the bot,
+and records what the bot played, on the wall clock.
+
+Used by the end-to-end tests and the latency benchmark: it is a real-time MediaStream, so
+the pipeline under it cannot tell it from a phone line.  Latency is measured where a caller
+would: from the last sample of the caller's speech to the first bot sample played after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from voicebot.audio import resample
+from voicebot.media import AudioChunk, Dtmf, MediaEvent, OutputBuffer, PlayoutReport
+
+FRAME_MS = 20
+
+
+@dataclass(frozen=True)
+class Speak:
+    pcm: bytes
+    sample_rate: int
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Press:
+    digits: str
+    gap_s: float = 0.25
+
+
+@dataclass(frozen=True)
+class Pause:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AwaitBot:
+    """Listen until the bot has spoken and then been quiet for ``quiet_s`` (max ``timeout_s``)."""
+
+    quiet_s: float = 0.6
+    timeout_s: float = 20.0
+    then_s: float = 0.3
+
+
+@dataclass(frozen=True)
+class SpeakWhenBotTalks:
+    """Barge-in: wait until the bot has been talking for ``after_s``, then speak over it."""
+
+    speak: Speak
+    after_s: float = 0.8
+    timeout_s: float = 20.0
+
+
+Step = Union[Speak, Press, Pause, AwaitBot, SpeakWhenBotTalks]
+
+
+@dataclass
+class TurnLatency:
+    label: str
+    speech_end: float
+    first_audio: float | None = None
+
+    @property
+    def ms(self) -> float | None:
+        return None if self.first_audio is None else (self.first_audio - self.speech_end) * 1000
+
+
+@dataclass
+class ScriptedCall:
+    script: list[Step]
+    input_rate: int = 16000
+    output_sample_rate: int = 16000
+    tail_s: float = 1.0
+    recording: bytearray = field(default_factory=bytearray)
+    latencies: list[TurnLatency] = field(default_factory=list)
+    close_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self.output = OutputBuffer(self.output_sample_rate)
+        self._closed = asyncio.Event()
+        self._bot_started_at: float | None = None  # start of the current bot utterance
+        self._quiet_since = time.monotonic()
+        self._pending_turn: TurnLatency | None = None
+
+    # ------------------------------------------------------------ MediaStream: output side
+
+    async def write(self, pcm: bytes, sample_rate: int) -> None:
+        self.output.write(resample(pcm, sample_rate, self.output_sample_rate))
+
+    def clear(self) -> PlayoutReport:
+        return self.output.clear()
+
+    def playout(self) -> PlayoutReport:
+        return self.output.report()
+
+    async def close(self, reason: str) -> None:
+        if self.close_reason is None:
+            self.close_reason = reason
+        self._closed.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def _tick_output(self) -> None:
+        """Play one 20 ms frame of bot audio (or silence) into the recording."""
+        now = time.monotonic()
+        frame = self.output.pull()
+        if frame is None:
+            self.recording += b"\0" * (self.output_sample_rate * FRAME_MS // 1000 * 2)
+            if self._bot_started_at is not None:
+                self._bot_started_at = None
+                self._quiet_since = now
+            return
+        self.recording += frame
+        if self._bot_started_at is None:
+            self._bot_started_at = now
+        if self._pending_turn is not None and self._pending_turn.first_audio is None:
+            self._pending_turn.first_audio = now
+            self._pending_turn = None
+
+    # ------------------------------------------------------------ MediaStream: input side
+
+    async def events(self) -> AsyncIterator[MediaEvent]:
+        frame_bytes = self.input_rate * FRAME_MS // 1000 * 2
+        silence = b"\0" * frame_bytes
+        clock = time.monotonic()
+
+        async def tick(pcm: bytes = silence) -> AudioChunk:
+            nonlocal clock
+            clock += FRAME_MS / 1000
+            delay = clock - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._tick_output()
+            return AudioChunk(pcm, self.input_rate)
+
+        for step in self.script:
+            if self.closed:
+                return
+            if isinstance(step, SpeakWhenBotTalks):
+                deadline = time.monotonic() + step.timeout_s
+                while not self.closed and time.monotonic() < deadline and not (
+                        self._bot_started_at is not None and time.monotonic() - self._bot_started_at >= step.after_s):
+                    yield await tick()
+                step = step.speak
+            if isinstance(step, Speak):
+                pcm = resample(step.pcm, step.sample_rate, self.input_rate)
+                pcm += b"\0" * (-len(pcm) % frame_bytes)
+                for i in range(0, len(pcm), frame_bytes):
+                    yield await tick(pcm[i:i + frame_bytes])
+                # Latency counts from the last voiced sample, not the segment's trailing silence.
+                tail_s = _trailing_silence_s(pcm, self.input_rate)
+                self._pending_turn = TurnLatency(step.label, time.monotonic() - tail_s)
+                self.latencies.append(self._pending_turn)
+            elif isinstance(step, Press):
+                for digit in step.digits:
+                    yield Dtmf(digit, 100)
+                    for _ in range(max(1, int(step.gap_s * 1000 / FRAME_MS))):
+                        yield await tick()
+            elif isinstance(step, Pause):
+                for _ in range(int(step.seconds * 1000 / FRAME_MS)):
+                    if self.closed:
+                        return
+                    yield await tick()
+            elif isinstance(step, AwaitBot):
+                deadline = time.monotonic() + step.timeout_s
+                heard = False
+                while not self.closed and time.monotonic() < deadline:
+                    yield await tick()
+                    talking = self._bot_started_at is not None or self.output.pending
+                    heard = heard or talking
+                    if heard and not talking and time.monotonic() - self._quiet_since >= step.quiet_s:
+                        break
+                for _ in range(int(step.then_s * 1000 / FRAME_MS)):
+                    yield await tick()
+        for _ in range(int(self.tail_s * 1000 / FRAME_MS)):
+            if self.closed:
+                return
+            yield await tick()
+
+    def heard_audio(self) -> bytes:
+        return bytes(self.recording)
+
+    def save_recording(self, path: Path) -> None:
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(self.output_sample_rate)
+            w.writeframes(bytes(self.recording))
+
+
+def _trailing_silence_s(pcm: bytes, rate: int, threshold_db: float = -45.0) -> float:
+    """Seconds of near-silence at the end of ``pcm`` (10 ms frames under ``threshold_db`` dBFS)."""
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+    frame = rate // 100
+    limit = 10 ** (threshold_db / 20)
+    silent = 0
+    for end in range(len(samples), frame - 1, -frame):
+        chunk = samples[end - frame:end]
+        if np.sqrt(np.mean(chunk * chunk)) > limit:
+            break
+        silent += 1
+    return silent * frame / rate
