@@ -99,14 +99,17 @@ class OutputBuffer:
         self.last_played_at = time.monotonic()
         return self._frames.popleft()
 
+    def _pending_ms(self) -> float:
+        return len(self._frames) * self.FRAME_MS + len(self._partial) / 2 / self.sample_rate * 1000
+
     def clear(self) -> PlayoutReport:
-        dropped = len(self._frames) * self.FRAME_MS + len(self._partial) / 2 / self.sample_rate * 1000
+        dropped = self._pending_ms()
         self._frames.clear()
         self._partial = b""
         return PlayoutReport(self.played_ms, dropped)
 
     def report(self) -> PlayoutReport:
-        return PlayoutReport(self.played_ms, len(self._frames) * self.FRAME_MS)
+        return PlayoutReport(self.played_ms, self._pending_ms())
 
     @property
     def pending(self) -> bool:

@@ -83,6 +83,8 @@ class ScriptedCall:
     recording: bytearray = field(default_factory=bytearray)
     latencies: list[TurnLatency] = field(default_factory=list)
     close_reason: str | None = None
+    bot_quiet_at: list[float] = field(default_factory=list)  # wall clock: bot audio stopped
+    barge_in_onset: float | None = None  # wall clock: first voiced sample spoken over the bot
 
     def __post_init__(self) -> None:
         self.output = OutputBuffer(self.output_sample_rate)
@@ -120,6 +122,7 @@ class ScriptedCall:
             if self._bot_started_at is not None:
                 self._bot_started_at = None
                 self._quiet_since = now
+                self.bot_quiet_at.append(time.time())
             return
         self.recording += frame
         if self._bot_started_at is None:
@@ -153,6 +156,8 @@ class ScriptedCall:
                         self._bot_started_at is not None and time.monotonic() - self._bot_started_at >= step.after_s):
                     yield await tick()
                 step = step.speak
+                lead_s = _leading_silence_s(resample(step.pcm, step.sample_rate, self.input_rate), self.input_rate)
+                self.barge_in_onset = time.time() + lead_s
             if isinstance(step, Speak):
                 pcm = resample(step.pcm, step.sample_rate, self.input_rate)
                 pcm += b"\0" * (-len(pcm) % frame_bytes)
@@ -199,15 +204,21 @@ class ScriptedCall:
             w.writeframes(bytes(self.recording))
 
 
-def _trailing_silence_s(pcm: bytes, rate: int, threshold_db: float = -45.0) -> float:
-    """Seconds of near-silence at the end of ``pcm`` (10 ms frames under ``threshold_db`` dBFS)."""
+def _voiced_frames(pcm: bytes, rate: int, threshold_db: float = -45.0) -> np.ndarray:
+    """Per 10 ms frame: louder than ``threshold_db`` dBFS?"""
     samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
     frame = rate // 100
-    limit = 10 ** (threshold_db / 20)
-    silent = 0
-    for end in range(len(samples), frame - 1, -frame):
-        chunk = samples[end - frame:end]
-        if np.sqrt(np.mean(chunk * chunk)) > limit:
-            break
-        silent += 1
-    return silent * frame / rate
+    usable = len(samples) - len(samples) % frame
+    frames = samples[:usable].reshape(-1, frame)
+    return np.sqrt(np.mean(frames * frames, axis=1)) > 10 ** (threshold_db / 20)
+
+
+def _trailing_silence_s(pcm: bytes, rate: int) -> float:
+    voiced = _voiced_frames(pcm, rate)
+    last = np.flatnonzero(voiced)
+    return (len(voiced) - 1 - last[-1]) / 100 if len(last) else 0.0
+
+
+def _leading_silence_s(pcm: bytes, rate: int) -> float:
+    first = np.flatnonzero(_voiced_frames(pcm, rate))
+    return first[0] / 100 if len(first) else 0.0

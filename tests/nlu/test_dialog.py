@@ -302,3 +302,14 @@ def test_invalid_dtmf_is_ignored(bank, digit: str) -> None:
     dialog.handle(CallStarted())
     assert dialog.handle(DtmfPressed(digit)) == []
     assert dialog.trace[-1].rule == "ignored:invalid_dtmf"
+
+
+def test_pound_ends_and_star_repeats_the_menu_after_a_request(bank) -> None:
+    call = Call(bank)
+    call.press("5")
+    assert "Our branches are open" in call.text and "pound to end" in call.text
+    call.press("*")
+    assert "press 1 for your balance" in call.text and call.dialog.trace[-1].rule == "menu:repeat"
+    call.press("5")
+    call.press("#")
+    assert call.hung_up and call.dialog.trace[-1].rule == "anything_else:dtmf_end"

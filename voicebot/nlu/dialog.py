@@ -306,12 +306,12 @@ class Dialog:
             menu = self.spec.settings.menu
             if menu is not None and digit in menu.options:
                 self._start_flow(menu.options[digit], None, f"menu:dtmf:{digit}")
-            elif self.offered_anything_else and digit == "2":
-                self._goodbye("anything_else:no")
-            elif self.offered_anything_else and digit == "1":
+            elif self.offered_anything_else and digit == "#":
+                self._goodbye("anything_else:dtmf_end")
+            elif digit == "*" and menu is not None:
                 self._understood()
-                self._rule = "anything_else:yes"
-                self._ask_top("what_else")
+                self._rule = "menu:repeat"
+                self._ask_top(menu.prompt)
             else:
                 self._misunderstood("invalid_key")
 

@@ -39,7 +39,7 @@ class TurnClock:
         self._wall = time.time() - time.monotonic()
         self._caller: _PendingTurn | None = None
         self._awaiting_audio: dict[int, _PendingTurn] = {}
-        self._bot_turns: dict[int, int] = {}  # bot turn number → record seq of its first prompt
+        self._bot_rows: dict[tuple[int, str], int] = {}  # (bot turn, prompt text) → record seq
         self._ended = False
         self.turn_timings: list[dict[str, float]] = []
 
@@ -75,7 +75,7 @@ class TurnClock:
     def bot_said(self, turn: int, text: str) -> None:
         now = time.monotonic()
         seq = self.store.add_turn(self.call_id, "bot", text, started_at=self._w(now))
-        self._bot_turns.setdefault(turn, seq)
+        self._bot_rows[(turn, text)] = seq
 
     def first_audio(self, turn: int, at: float, cached: bool) -> None:
         pending = self._awaiting_audio.pop(turn, None)
@@ -90,7 +90,7 @@ class TurnClock:
             self.turn_timings.append(dict(pending.timings))
 
     def heard(self, turn: int, text: str, heard_text: str, played_ms: float, total_ms: float) -> None:
-        seq = self._bot_turns.get(turn)
+        seq = self._bot_rows.get((turn, text))
         if seq is not None:
             self.store.update_turn(self.call_id, seq, heard=heard_text,
                                    timings={"played_ms": round(played_ms), "prompt_ms": round(total_ms)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from pipecat.frames.frames import EndFrame, EndWorkerFrame, Frame, InputAudioRawFrame, InterruptionFrame, StartFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
@@ -51,6 +52,16 @@ class MediaInput(FrameProcessor):
         await self.push_frame(EndWorkerFrame(reason="caller_stream_ended"))
 
 
+@dataclass
+class _Placed:
+    """A prompt's place on the output timeline (ms since the stream's first sample)."""
+
+    turn: int
+    text: str
+    start_ms: float
+    end_ms: float
+
+
 class MediaOutput(FrameProcessor):
     """Writes bot audio to the stream, notices when it has been played, and clears it at
     barge-in, reporting how much of the prompt the caller actually heard."""
@@ -61,10 +72,7 @@ class MediaOutput(FrameProcessor):
         super().__init__(**kwargs)
         self.stream = stream
         self._turn = 0
-        self._text = ""
-        self._prompt_start_ms = 0.0
-        self._prompt_ms = 0.0
-        self._written_ms = 0.0
+        self._placed: list[_Placed] = []
         self._lasts = 0
         self._awaiting_done = False
         self._watcher: asyncio.Task[None] | None = None
@@ -74,7 +82,7 @@ class MediaOutput(FrameProcessor):
         if isinstance(frame, BotAudioFrame):
             await self._play(frame)
         elif isinstance(frame, InterruptionFrame):
-            self._barge_in()
+            await self._barge_in()
             await self.push_frame(frame, direction)
         elif isinstance(frame, EndCallFrame):
             await self._drain()
@@ -89,37 +97,39 @@ class MediaOutput(FrameProcessor):
         if isinstance(frame, StartFrame) and self._watcher is None:
             self._watcher = self.create_task(self._watch(), name="media-output-watch")
 
+    def _timeline_end(self) -> float:
+        report = self.stream.playout()
+        return report.played_ms + report.pending_ms
+
     async def _play(self, frame: BotAudioFrame) -> None:
+        position = self._timeline_end()
         if frame.first:
-            report = self.stream.playout()
             if frame.turn != self._turn:
                 self._turn, self._lasts = frame.turn, 0
-            self._text = frame.text
-            self._prompt_start_ms = max(self._written_ms, report.played_ms)
-            self._prompt_ms = 0.0
+                self._placed = []
+            self._placed.append(_Placed(frame.turn, frame.text, position, position))
             await self.push_frame(FirstAudioFrame(turn=frame.turn, at=time.monotonic(), cached=frame.cached),
                                   FrameDirection.UPSTREAM)
         await self.stream.write(frame.pcm, frame.sample_rate)
-        ms = len(frame.pcm) / 2 / frame.sample_rate * 1000
-        self._prompt_ms += ms
-        self._written_ms = max(self._written_ms, self.stream.playout().played_ms) + ms
+        if self._placed:
+            self._placed[-1].end_ms = position + len(frame.pcm) / 2 / frame.sample_rate * 1000
         if frame.last:
             self._lasts += 1
             self._awaiting_done = True
 
-    def _barge_in(self) -> None:
+    async def _barge_in(self) -> None:
         report = self.stream.clear()
-        played = max(0.0, report.played_ms - self._prompt_start_ms)
-        self._written_ms = report.played_ms
-        if self._prompt_ms <= 0:
-            return
-        fraction = min(1.0, played / self._prompt_ms)
-        heard = self._text[: int(len(self._text) * fraction)]
         self._awaiting_done = False
-        self.create_task(self.push_frame(BotHeardFrame(turn=self._turn, text=self._text, heard_text=heard,
-                                                        played_ms=played, total_ms=self._prompt_ms),
-                                         FrameDirection.UPSTREAM))
-        self._prompt_ms = 0.0
+        played = report.played_ms
+        cut = next((p for p in self._placed if p.end_ms > played), None)
+        self._placed = []
+        if cut is None:
+            return
+        heard_ms = max(0.0, played - cut.start_ms)
+        total = max(1.0, cut.end_ms - cut.start_ms)
+        heard = cut.text[: int(len(cut.text) * min(1.0, heard_ms / total))]
+        await self.push_frame(BotHeardFrame(turn=cut.turn, text=cut.text, heard_text=heard, played_ms=heard_ms,
+                                            total_ms=total), FrameDirection.UPSTREAM)
 
     async def _drain(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
