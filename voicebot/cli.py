@@ -171,9 +171,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from voicebot.config import SettingsError, load_settings
     from voicebot.server import serve
 
-    return serve(args.domain, args.host, args.port)
+    try:
+        settings = load_settings(args.config, host=args.host, port=args.port, domain=args.domain,
+                                 records_db=args.db, asr_model=args.asr_model)
+    except SettingsError as exc:
+        print(f"voicebot serve: bad settings: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings)
 
 
 def cmd_not_built(args: argparse.Namespace) -> int:
@@ -191,10 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="run the server")
-    _domain_arg(p)
-    p.add_argument("--host", default=os.environ.get("VOICEBOT_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("VOICEBOT_PORT", "8080")))
+    p = sub.add_parser("serve", help="run the server (settings: voicebot.yaml, VOICEBOT_* env, flags)")
+    p.add_argument("--config", type=Path, help="settings file (default: ./voicebot.yaml if present)")
+    p.add_argument("--domain", type=Path, help="domain folder (default: the sample bank domain)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--db", type=Path, help="SQLite file for call records")
+    p.add_argument("--asr-model", help="asr (tiny.en), asr_base, or a CTranslate2 Whisper folder")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("chat", help="talk to a domain as text in the terminal")

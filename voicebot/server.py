@@ -1,4 +1,5 @@
-"""Composition root: builds the domain registry, backend and web app, then serves."""
+"""Composition root: builds settings, engines, the domain registry, backend, records and the web
+app, then serves.  Nothing else lives here."""
 
 from __future__ import annotations
 
@@ -6,39 +7,63 @@ import asyncio
 import contextlib
 import logging
 import sys
-from pathlib import Path
 from typing import AsyncIterator
+
+from voicebot.config import Settings
 
 log = logging.getLogger(__name__)
 
 
-def serve(domain_dir: Path, host: str, port: int) -> int:
+def serve(settings: Settings) -> int:
     import uvicorn
 
     from voicebot.backends import backend_for
     from voicebot.domain_reload import DomainRegistry
-    from voicebot.nlu.nlu import default_embedder, load_domain
+    from voicebot.nlu.nlu import Domain, default_embedder, load_domain
     from voicebot.nlu.yamlsource import DomainError
+    from voicebot.pipeline.asr import AsrConfig
+    from voicebot.pipeline.call import Engines, VoiceConfig
+    from voicebot.pipeline.service import CallService
+    from voicebot.pipeline.vad import SegmenterConfig
+    from voicebot.records.store import RecordStore
     from voicebot.web.app import create_app
 
+    engines = Engines(VoiceConfig(
+        asr_model=settings.asr_model,
+        asr=AsrConfig(device=settings.asr_device, compute_type=settings.asr_compute_type,
+                      language=settings.asr_language),
+        vad=settings.vad, segmenter=SegmenterConfig(end_of_turn_s=settings.end_of_turn_s),
+        no_input_s=settings.no_input_s))
     embedder = default_embedder()
+
+    def load(root) -> Domain:  # type: ignore[no-untyped-def]
+        domain = load_domain(root, embedder)
+        engines.warm_prompts(domain)  # fixed prompts cost nothing to say later
+        return domain
+
     try:
-        registry = DomainRegistry(domain_dir, lambda root: load_domain(root, embedder))
+        registry = DomainRegistry(settings.domain, load)
     except DomainError as exc:
-        print(f"refusing to start: domain {domain_dir} is invalid:\n{exc}", file=sys.stderr)
+        print(f"refusing to start: domain {settings.domain} is invalid:\n{exc}", file=sys.stderr)
         return 2
+    store = RecordStore(settings.records_db)
+    backend = backend_for(registry.current.spec.settings.backend)
+    calls = CallService(engines, registry, backend, store, settings.max_calls)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
         watcher = asyncio.create_task(registry.watch())
-        base = f"http://{host}:{port}"
-        print(f"voicebot: serving domain {registry.current.name!r} from {domain_dir}", flush=True)
-        print(f"  text chat API  {base}/api/chat   (POST to start, then POST {{\"text\": ...}})", flush=True)
-        print(f"  domain status  {base}/api/domain  (edits to the YAML go live for new calls)", flush=True)
-        print(f"  API docs       {base}/docs", flush=True)
-        print("  caller page and agent desktop: not built yet (realtime voice path and ACD issues)", flush=True)
+        base = f"http://{settings.host}:{settings.port}"
+        print(f"voicebot: serving domain {registry.current.name!r} from {settings.domain}", flush=True)
+        print(f"  caller page    {base}/", flush=True)
+        print(f"  call records   {base}/api/calls   metrics {base}/metrics   API docs {base}/docs", flush=True)
+        print(f"  text chat API  {base}/api/chat", flush=True)
+        print("  agent desktop: not built yet (ACD issue)", flush=True)
         yield
         watcher.cancel()
+        await calls.shutdown()
+        store.close()
 
-    app = create_app(registry, backend_for(registry.current.spec.settings.backend), lifespan)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    app = create_app(registry, backend, lifespan, store=store, calls=calls)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0

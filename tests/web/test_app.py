@@ -110,6 +110,7 @@ def test_voicebot_serve_reloads_a_saved_edit(bank_copy: Path) -> None:
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--domain", str(bank_copy),
+                             "--db", str(bank_copy / "records.sqlite3"),
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:

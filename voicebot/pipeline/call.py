@@ -61,7 +61,8 @@ async def run_call(stream: MediaStream, *, engines: Engines, domain: Domain, bac
                    store: RecordStore, channel: str, caller: str = "", call_id: str | None = None,
                    today: date | None = None) -> str:
     """Run a call to its end; returns the call id (the record is complete when this returns)."""
-    call_id = store.start_call(channel, caller, domain.name, call_id)
+    if call_id is None or store.get_call(call_id) is None:
+        call_id = store.start_call(channel, caller, domain.name, call_id)
     dialog = Dialog(domain, DialogContext(caller_number=caller, channel=channel, today=today or date.today()))
     clock = TurnClock(store, call_id)
     segmenter = Segmenter(engines.scorer(), SegmenterConfig(**vars(engines.config.segmenter)))

@@ -10,15 +10,22 @@ import asyncio
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi.responses import FileResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
 
 from voicebot.backends import Backend
 from voicebot.domain_reload import DomainRegistry
 from voicebot.nlu.dialog import Action, CallStarted, CallerHungUp, Dialog, DtmfPressed, Event, NoInput, UserSaid
 from voicebot.textchat import turn
+
+if TYPE_CHECKING:
+    from voicebot.pipeline.service import CallService
+    from voicebot.records.store import RecordStore
 
 MAX_SESSIONS = 1000
 SESSION_IDLE_S = 1800
@@ -49,7 +56,16 @@ class ChatSession:
     touched: float = field(default_factory=time.monotonic)
 
 
-def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None) -> FastAPI:
+class Offer(BaseModel):
+    sdp: str = Field(min_length=10, max_length=100_000)
+    type: Literal["offer"]
+
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
+               store: "RecordStore | None" = None, calls: "CallService | None" = None) -> FastAPI:
     app = FastAPI(title="voicebot", version="0.1.0", lifespan=lifespan,
                   description="Realtime voice AI IVR and virtual agent server")
     sessions: dict[str, ChatSession] = {}
@@ -124,5 +140,49 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None)
             raise HTTPException(404, "no such chat session")
         session.dialog.handle(CallerHungUp())
         return {"session_id": session_id, "ended": True}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/calls")
+    def list_calls(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+        if store is None:
+            raise HTTPException(503, "call records are not enabled")
+        return store.list_calls(limit, offset)
+
+    @app.get("/api/calls/{call_id}")
+    def get_call(call_id: str) -> dict[str, Any]:
+        if store is None:
+            raise HTTPException(503, "call records are not enabled")
+        record = store.get_call(call_id)
+        if record is None:
+            raise HTTPException(404, "no such call")
+        return record
+
+    @app.post("/api/offer")
+    async def offer(body: Offer) -> dict[str, Any]:
+        """WebRTC signalling: the browser's SDP offer in, the answer (and the call id) out."""
+        if calls is None:
+            raise HTTPException(503, "voice calls are not enabled on this server")
+        from voicebot.pipeline.service import CallLimit
+        from voicebot.webrtc import WebRtcCallerLeg
+
+        leg = WebRtcCallerLeg()
+        try:
+            answer = await leg.accept(body.sdp, body.type)
+        except Exception as exc:  # malformed SDP: a clear 400, not a crash
+            await leg.close("bad_offer")
+            raise HTTPException(400, f"cannot accept this offer: {exc}") from None
+        try:
+            call_id = calls.start(leg, channel="webrtc", caller="browser")
+        except CallLimit as exc:
+            await leg.close("busy")
+            raise HTTPException(503, str(exc), headers={"Retry-After": "10"}) from None
+        return {"sdp": answer.sdp, "type": answer.type, "call_id": call_id}
+
+    @app.get("/", include_in_schema=False)
+    def caller_page() -> FileResponse:
+        return FileResponse(STATIC / "caller.html")
 
     return app

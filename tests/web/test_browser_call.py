@@ -1,0 +1,111 @@
+"""A real browser calls the bot: Debian's Chromium, driven by Playwright, with a synthesised
+WAV as its microphone, over WebRTC to `voicebot serve`, inside a private network namespace."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from tests import netns
+from tests.speech import espeak
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _skip_reason() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return "Debian chromium is not installed (make test installs it)"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "playwright is not installed"
+    return netns.available()
+
+
+def microphone_wav(path: Path) -> None:
+    """3 s of silence (the greeting starts), the request, then silence for the rest of the call."""
+    from voicebot.audio import resample
+
+    pcm, rate = espeak("what's my balance")
+    speech = resample(pcm, rate, 48000)
+    silence = b"\0" * (48000 * 2)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(silence * 3 + speech + silence * 40)
+
+
+@pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+def test_browser_places_a_call_and_the_record_has_it(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    wav = tmp_path / "mic.wav"
+    microphone_wav(wav)
+    with netns.namespace() as ns:
+        server = subprocess.Popen(
+            [*netns.exec_prefix(ns), sys.executable, "-m", "voicebot.cli", "serve", "--host", netns.SERVER_IP,
+             "--port", "8080", "--db", str(tmp_path / "calls.sqlite3")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        base = f"http://{netns.SERVER_IP}:8080"
+        wrapper = tmp_path / "chromium-in-ns"
+        wrapper.write_text(f"#!/bin/sh\nexec ip netns exec {ns} {CHROMIUM} \"$@\"\n")
+        wrapper.chmod(0o755)
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=str(wrapper), headless=True, args=[
+                    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required",
+                    "--disable-features=WebRtcHideLocalIpsWithMdns",
+                    # getUserMedia needs a secure context; a plain-HTTP test address is not one
+                    f"--unsafely-treat-insecure-origin-as-secure={base}"])
+                page = browser.new_page()
+                console: list[str] = []
+                page.on("console", lambda m: console.append(m.text))
+                deadline = time.monotonic() + 120
+                while True:  # the server loads its models first
+                    try:
+                        page.goto(base + "/", timeout=5000)
+                        break
+                    except Exception:
+                        assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                        assert time.monotonic() < deadline, "server did not come up"
+                        time.sleep(1)
+                page.click("#call")
+                try:
+                    page.wait_for_function("document.body.dataset.callId", timeout=30000)
+                except Exception:
+                    raise AssertionError(f"no call: status={page.inner_text('#status')!r} console={console}") from None
+                call_id = page.evaluate("document.body.dataset.callId")
+                # the caller's request is transcribed and the bot asks for the account digits
+                page.wait_for_selector("text=last four digits of your account", timeout=60000)
+                for key in "4567":
+                    page.click(f"#keypad button[data-key='{key}']")
+                    page.wait_for_timeout(200)
+                page.wait_for_selector("text=$2,450.75", timeout=30000)
+                page.screenshot(path=str(tmp_path / "caller.png"))
+                page.click("#hangup")
+                record = page.evaluate(f"fetch('/api/calls/{call_id}').then(r => r.json())")
+                browser.close()
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    caller = [t for t in record["turns"] if t["speaker"] == "caller"]
+    assert record["channel"] == "webrtc"
+    assert caller[0]["intent"] == "check_balance", caller
+    assert "balance" in caller[0]["text"].lower()
+    assert [t["text"] for t in caller[1:5]] == ["[DTMF 4]", "[DTMF 5]", "[DTMF 6]", "[DTMF 7]"]
+    assert {"transcript_ms", "decision_ms", "first_audio_ms"} <= set(caller[0]["timings"])

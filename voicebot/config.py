@@ -1,0 +1,55 @@
+"""Settings: built-in defaults, then voicebot.yaml, then VOICEBOT_* environment variables,
+then command-line flags.  Embedded defaults need nothing: SQLite, the sample bank domain."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    domain: Path = ROOT / "domains" / "bank"
+    records_db: Path = ROOT / "var" / "voicebot.sqlite3"
+    asr_model: str = Field("asr", description="a model role (asr, asr_base) or a CTranslate2 Whisper folder")
+    asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    asr_compute_type: str = Field("int8", description="int8 on CPU; float16 on cuda")
+    asr_language: str | None = "en"
+    vad: Literal["silero", "webrtc"] = "silero"
+    end_of_turn_s: float = Field(0.25, ge=0.1, le=3.0)
+    no_input_s: float = Field(7.0, ge=1.0, le=60.0)
+    max_calls: int = Field(20, ge=1)
+
+
+class SettingsError(Exception):
+    pass
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    data: dict[str, Any] = {}
+    path = path or (Path("voicebot.yaml") if Path("voicebot.yaml").exists() else None)
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"{path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise SettingsError(f"{path}: expected a mapping of settings")
+    for name in Settings.model_fields:
+        value = os.environ.get(f"VOICEBOT_{name.upper()}")
+        if value is not None:
+            data[name] = value
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(str(exc)) from None

@@ -1,0 +1,152 @@
+"""The browser caller leg over WebRTC (aiortc), as a MediaStream.
+
+Signalling is one HTTP exchange (``POST /api/offer``: SDP offer in, answer out), the convention
+of pipecat's small WebRTC prebuilt client, so any WebRTC client can call.  Keys pressed on the
+caller page arrive as DTMF over a data channel named "dtmf".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+
+from voicebot.media import AudioChunk, Dtmf, MediaEvent, OutputBuffer, PlayoutReport
+
+log = logging.getLogger(__name__)
+
+RATE = 48000
+FRAME_SAMPLES = RATE // 50  # 20 ms
+
+
+class BotAudioTrack(MediaStreamTrack):
+    """Plays the leg's output buffer in real time, 20 ms a frame, silence when idle."""
+
+    kind = "audio"
+
+    def __init__(self, output: OutputBuffer) -> None:
+        super().__init__()
+        self.output = output
+        self._start: float | None = None
+        self._pts = 0
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._pts += FRAME_SAMPLES
+            delay = self._start + self._pts / RATE - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        pcm = self.output.pull() or bytes(FRAME_SAMPLES * 2)
+        frame = AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(pcm)
+        frame.pts = self._pts
+        frame.sample_rate = RATE
+        frame.time_base = fractions.Fraction(1, RATE)
+        return frame
+
+
+class WebRtcCallerLeg:
+    output_sample_rate = RATE
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection()
+        self.output = OutputBuffer(RATE)
+        self._events: asyncio.Queue[MediaEvent | None] = asyncio.Queue(maxsize=500)
+        self._closed = asyncio.Event()
+        self.close_reason: str | None = None
+        self.pc.addTrack(BotAudioTrack(self.output))
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                asyncio.ensure_future(self._pump(track))
+
+        @self.pc.on("datachannel")
+        def on_datachannel(channel) -> None:  # type: ignore[no-untyped-def]
+            @channel.on("message")
+            def on_message(message: object) -> None:
+                digits = message if isinstance(message, str) else ""
+                for digit in digits[:32]:
+                    if digit in "0123456789*#":
+                        self._put(Dtmf(digit))
+
+        @self.pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if self.pc.connectionState in ("failed", "closed", "disconnected"):
+                await self.close(f"webrtc_{self.pc.connectionState}")
+
+    async def accept(self, sdp: str, kind: str) -> RTCSessionDescription:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription
+
+    def _put(self, event: MediaEvent | None) -> None:
+        try:
+            self._events.put_nowait(event)
+        except asyncio.QueueFull:  # the pipeline is stalled: drop rather than grow without bound
+            log.warning("webrtc leg: input queue full, dropping audio")
+
+    async def _pump(self, track: MediaStreamTrack) -> None:
+        while not self._closed.is_set():
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            samples = frame.to_ndarray()
+            if samples.ndim == 2 and samples.shape[0] > 1:  # planar: average channels
+                samples = samples.mean(axis=0)
+            samples = samples.reshape(-1)
+            channels = len(frame.layout.channels)
+            if frame.format.is_packed and channels > 1:
+                samples = samples.reshape(-1, channels).mean(axis=1)
+            if samples.dtype != np.int16:
+                samples = np.clip(samples, -32768, 32767)
+            self._put(AudioChunk(samples.astype(np.int16).tobytes(), frame.sample_rate))
+        await self.close("caller_left")
+
+    async def events(self) -> AsyncIterator[MediaEvent]:
+        while True:
+            getter = asyncio.ensure_future(self._events.get())
+            closer = asyncio.ensure_future(self._closed.wait())
+            done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                return
+            closer.cancel()
+            event = getter.result()
+            if event is None:
+                return
+            yield event
+
+    async def write(self, pcm: bytes, sample_rate: int) -> None:
+        from voicebot.audio import resample
+
+        self.output.write(resample(pcm, sample_rate, RATE))
+
+    def clear(self) -> PlayoutReport:
+        return self.output.clear()
+
+    def playout(self) -> PlayoutReport:
+        return self.output.report()
+
+    async def close(self, reason: str) -> None:
+        if self._closed.is_set():
+            return
+        self.close_reason = reason
+        self._closed.set()
+        await self.pc.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
