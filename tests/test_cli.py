@@ -64,11 +64,16 @@ def test_invalid_domain_is_refused_with_file_and_line(tmp_path: Path) -> None:
     assert f"{flows}:" in result.stderr and "unknown slot 'payment_amout'" in result.stderr
 
 
-def test_unbuilt_commands_say_so_and_fail() -> None:
-    result = voicebot("bench")
-    assert result.returncode != 0 and "not built yet" in result.stderr
-    result = voicebot("models", "prepare")
-    assert result.returncode != 0 and "not built yet" in result.stderr
+def test_models_prepare_joins_whisper_base(tmp_path: Path) -> None:
+    env_cache = {"VOICEBOT_MODEL_CACHE": str(tmp_path / "cache")}
+    import os as _os
+
+    result = subprocess.run([sys.executable, "-m", "voicebot.cli", "models", "prepare"], capture_output=True,
+                            text=True, timeout=300, env={**_os.environ, **env_cache})
+    assert result.returncode == 0, result.stderr
+    joined = tmp_path / "cache" / "asr_base" / "model.bin"
+    assert joined.stat().st_size == 145217532
+    assert (tmp_path / "cache" / "asr_base" / "config.json").exists()
 
 
 def test_models_lists_resolved_paths() -> None:

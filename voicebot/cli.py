@@ -12,11 +12,6 @@ from pathlib import Path
 
 DEFAULT_DOMAIN = Path(__file__).resolve().parents[1] / "domains" / "bank"
 
-# Subcommands whose issues have not landed: say so and fail, never pretend.
-NOT_BUILT = {
-    "bench": "latency benchmarks arrive with the realtime voice path",
-}
-
 
 def _offline() -> None:
     # Models come from local packages; never let a library reach for a hub.
@@ -183,9 +178,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
-def cmd_not_built(args: argparse.Namespace) -> int:
-    print(f"voicebot {args.command}: not built yet ({NOT_BUILT[args.command]})", file=sys.stderr)
-    return 2
+def cmd_bench(args: argparse.Namespace) -> int:
+    from voicebot.bench import run_latency, summary
+
+    result = run_latency(args.out, tuple(args.voices.split(",")))
+    print(summary(result))
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _domain_arg(p: argparse.ArgumentParser) -> None:
@@ -229,9 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["list", "prepare"], default="list")
     p.set_defaults(func=cmd_models)
 
-    for name, why in NOT_BUILT.items():
-        p = sub.add_parser(name, help=f"(not built yet: {why})")
-        p.set_defaults(func=cmd_not_built)
+    p = sub.add_parser("bench", help="latency benchmark: real-time scripted calls, JSON out")
+    p.add_argument("what", choices=["latency"])
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "latency_cpu.json")
+    p.add_argument("--voices", default="piper,espeak", help="comma-separated: piper, espeak")
+    p.set_defaults(func=cmd_bench)
+
     return parser
 
 

@@ -111,6 +111,7 @@ class Segmenter:
         self._preroll: deque[bytes] = deque(maxlen=max(1, int(self.config.preroll_s / WINDOW_S)))
         self._utterance: list[bytes] = []
         self._start = 0
+        self._onset = 0
         self._last_speech = 0
         self._lock = threading.Lock()
         self.end_of_turn_s = self.config.end_of_turn_s
@@ -143,8 +144,9 @@ class Segmenter:
                 self._silence_run = 0
                 self._utterance = list(self._preroll)
                 self._start = self._position - len(self._utterance) * WINDOW
+                self._onset = self._position - self._speech_run * WINDOW
                 self._last_speech = self._position
-                return [SpeechStarted(self._position - self._speech_run * WINDOW)]
+                return [SpeechStarted(self._onset)]
             return []
         self._utterance.append(chunk)
         if speech:
@@ -165,6 +167,6 @@ class Segmenter:
         frames = self._utterance[: len(self._utterance) - trailing] if trailing else self._utterance
         self._utterance = []
         self._preroll.clear()
-        if (self._last_speech - self._start) / RATE < self.config.min_utterance_s:
+        if (self._last_speech - self._onset) / RATE < self.config.min_utterance_s:
             return []
         return [Utterance(b"".join(frames), self._start, self._last_speech)]
