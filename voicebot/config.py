@@ -25,6 +25,7 @@ class Settings(BaseModel):
     asr_compute_type: str = Field("int8", description="int8 on CPU; float16 on cuda")
     asr_language: str | None = "en"
     vad: Literal["silero", "webrtc"] = "silero"
+    end_of_turn: Literal["silence", "smart_turn"] = "silence"
     end_of_turn_s: float = Field(0.25, ge=0.1, le=3.0)
     no_input_s: float = Field(7.0, ge=1.0, le=60.0)
     max_calls: int = Field(20, ge=1)

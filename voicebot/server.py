@@ -32,7 +32,7 @@ def serve(settings: Settings) -> int:
         asr_model=settings.asr_model,
         asr=AsrConfig(device=settings.asr_device, compute_type=settings.asr_compute_type,
                       language=settings.asr_language),
-        vad=settings.vad, segmenter=SegmenterConfig(end_of_turn_s=settings.end_of_turn_s),
+        vad=settings.vad, end_of_turn=settings.end_of_turn, segmenter=SegmenterConfig(end_of_turn_s=settings.end_of_turn_s),
         no_input_s=settings.no_input_s))
     embedder = default_embedder()
 

@@ -117,3 +117,21 @@ def test_segmenter_ignores_clicks() -> None:
     click = (np.sin(np.arange(320) / 3) * 20000).astype(np.int16).tobytes()
     events = seg.feed(b"\0" * 16000 + click + b"\0" * 16000)
     assert not [e for e in events if isinstance(e, Utterance)]
+
+
+def test_smart_turn_ends_complete_turns_early_and_waits_on_incomplete(tts: PiperEngine) -> None:
+    from voicebot.pipeline.vad import PauseCandidate, SmartTurnModel
+
+    model = SmartTurnModel(str(resolve("turn")))
+    silero = SileroModel(str(resolve("vad")))
+    for text, complete in [("Can I speak to an agent please?", True), ("I want to pay my", False)]:
+        speech = resample(*piper(tts, text), 16000)
+        assert (model.complete_probability(speech) >= 0.5) == complete, text
+        seg = Segmenter(silero.stream(), SegmenterConfig(end_of_turn_s=1.0, pause_candidate_s=0.15))
+        events = []
+        for i in range(0, len(speech + b"\0" * 9600), 640):
+            events += seg.feed((speech + b"\0" * 9600)[i:i + 640])  # 0.3 s of silence after
+        pauses = [e for e in events if isinstance(e, PauseCandidate)]
+        assert pauses and not [e for e in events if isinstance(e, Utterance)]  # the 1 s fallback has not passed
+        ended = seg.end_turn(pauses[-1].pause_id) if model.complete_probability(pauses[-1].pcm) >= 0.5 else []
+        assert bool(ended) == complete

@@ -20,7 +20,7 @@ from voicebot.pipeline.latency import TurnClock
 from voicebot.pipeline.processors import DialogProcessor, Recognizer, Synthesizer, TurnProcessor
 from voicebot.pipeline.transport import MediaInput, MediaOutput
 from voicebot.pipeline.tts import PiperEngine
-from voicebot.pipeline.vad import Segmenter, SegmenterConfig, SileroModel, SpeechScorer, WebrtcScorer
+from voicebot.pipeline.vad import Segmenter, SegmenterConfig, SileroModel, SmartTurnModel, SpeechScorer, WebrtcScorer
 from voicebot.records.store import RecordStore
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ class VoiceConfig:
     asr_model: str = "asr"  # a model role or a folder
     asr: AsrConfig = field(default_factory=AsrConfig)
     vad: str = "silero"  # silero | webrtc
+    end_of_turn: str = "silence"  # silence | smart_turn
+    smart_turn_pause_s: float = 0.15  # with smart_turn: silence before asking the model
+    smart_turn_fallback_s: float = 1.0  # with smart_turn: silence that ends a turn regardless
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     no_input_s: float = 7.0
     output_rates: tuple[int, ...] = (8000, 16000, 48000)
@@ -48,6 +51,7 @@ class Engines:
         tts_model = resolve("tts")
         self.tts = PiperEngine(str(tts_model), str(tts_model) + ".json")
         self.silero = SileroModel(str(resolve("vad"))) if self.config.vad == "silero" else None
+        self.smart_turn = SmartTurnModel(str(resolve("turn"))) if self.config.end_of_turn == "smart_turn" else None
 
     def scorer(self) -> SpeechScorer:
         return self.silero.stream() if self.silero is not None else WebrtcScorer()
@@ -65,10 +69,14 @@ async def run_call(stream: MediaStream, *, engines: Engines, domain: Domain, bac
         call_id = store.start_call(channel, caller, domain.name, call_id)
     dialog = Dialog(domain, DialogContext(caller_number=caller, channel=channel, today=today or date.today()))
     clock = TurnClock(store, call_id)
-    segmenter = Segmenter(engines.scorer(), SegmenterConfig(**vars(engines.config.segmenter)))
+    seg_config = SegmenterConfig(**vars(engines.config.segmenter))
+    if engines.smart_turn is not None:
+        seg_config.pause_candidate_s = engines.config.smart_turn_pause_s
+        seg_config.end_of_turn_s = engines.config.smart_turn_fallback_s
+    segmenter = Segmenter(engines.scorer(), seg_config)
     pipeline = Pipeline([
         MediaInput(stream),
-        TurnProcessor(segmenter),
+        TurnProcessor(segmenter, engines.smart_turn),
         Recognizer(engines.asr),
         DialogProcessor(dialog, backend, clock, call_id, no_input_s=engines.config.no_input_s),
         Synthesizer(engines.tts, stream.output_sample_rate),

@@ -20,7 +20,7 @@ from voicebot.pipeline.frames import (BotAudioFrame, BotDoneSpeakingFrame, BotHe
                                       ExpectFrame, FirstAudioFrame, UtteranceFrame)
 from voicebot.pipeline.latency import TurnClock
 from voicebot.pipeline.tts import PiperEngine
-from voicebot.pipeline.vad import RATE, Segmenter, SpeechStarted, Utterance
+from voicebot.pipeline.vad import RATE, PauseCandidate, Segmenter, SmartTurnModel, SpeechStarted, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,10 @@ LOOKUP_TIMEOUT_S = 8.0
 class TurnProcessor(FrameProcessor):
     """VAD onset at once (for barge-in), a whole utterance at the end of the turn."""
 
-    def __init__(self, segmenter: Segmenter, **kwargs: Any) -> None:
+    def __init__(self, segmenter: Segmenter, smart_turn: SmartTurnModel | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.segmenter = segmenter
+        self.smart_turn = smart_turn
         self.default_end_of_turn = segmenter.end_of_turn_s
         self._samples = 0
 
@@ -47,13 +48,26 @@ class TurnProcessor(FrameProcessor):
                 if isinstance(event, SpeechStarted):
                     await self.push_frame(CallerSpeechStartedFrame(at=now))
                 elif isinstance(event, Utterance):
-                    lag = (self.segmenter_position() - event.end_sample) / RATE
-                    await self.push_frame(UtteranceFrame(pcm=event.pcm, sample_rate=RATE, speech_end=now - lag))
+                    await self._utterance(event, now)
+                elif isinstance(event, PauseCandidate) and self.smart_turn is not None:
+                    self.create_task(self._judge(event), name="smart-turn")
             return
         if isinstance(frame, ExpectFrame):
             self.segmenter.end_of_turn_s = END_OF_TURN_BY_EXPECT.get(frame.expect, self.default_end_of_turn)
             return
         await self.push_frame(frame, direction)
+
+    async def _utterance(self, event: Utterance, now: float) -> None:
+        lag = (self.segmenter_position() - event.end_sample) / RATE
+        await self.push_frame(UtteranceFrame(pcm=event.pcm, sample_rate=RATE, speech_end=now - lag))
+
+    async def _judge(self, pause: PauseCandidate) -> None:
+        """Ask smart-turn off the event loop; end the turn early if it says complete."""
+        assert self.smart_turn is not None
+        probability = await asyncio.to_thread(self.smart_turn.complete_probability, pause.pcm)
+        if probability >= 0.5:
+            for utterance in self.segmenter.end_turn(pause.pause_id):
+                await self._utterance(utterance, time.monotonic())
 
     def segmenter_position(self) -> int:
         return self.segmenter._position  # samples scored so far

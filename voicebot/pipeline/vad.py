@@ -73,11 +73,37 @@ class WebrtcScorer:
         return sum(votes) / len(votes) if votes else 0.0
 
 
+class SmartTurnModel:
+    """smart-turn v3.2 (ONNX, from the pipecat wheel): is this utterance a finished turn?
+
+    One session per process.  A prediction costs ~100 ms of one core, so the pipeline runs it
+    in a worker thread, once per pause, never per audio frame."""
+
+    SAMPLES = 8 * RATE
+
+    def __init__(self, path: str) -> None:
+        import onnxruntime
+
+        opts = onnxruntime.SessionOptions()
+        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"], sess_options=opts)
+
+    def complete_probability(self, pcm: bytes) -> float:
+        from pipecat.audio.turn.smart_turn._whisper_features import compute_whisper_log_mel_features
+
+        audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)[-self.SAMPLES:] / 32768.0
+        audio = np.pad(audio, (self.SAMPLES - len(audio), 0))
+        features = compute_whisper_log_mel_features(audio, do_normalize=True)
+        return float(self.session.run(None, {"input_features": features[None]})[0][0].item())
+
+
 @dataclass
 class SegmenterConfig:
     threshold: float = 0.5
     start_s: float = 0.064  # speech needed before onset is reported
-    end_of_turn_s: float = 0.25  # silence that ends a turn
+    end_of_turn_s: float = 0.25  # silence that ends a turn (with smart turn: the fallback)
+    pause_candidate_s: float | None = None  # with smart turn: silence after which to ask it
     preroll_s: float = 0.3
     min_utterance_s: float = 0.2
     max_utterance_s: float = 20.0
@@ -93,6 +119,14 @@ class Utterance:
     pcm: bytes  # 16 kHz, including pre-roll, excluding the trailing silence
     start_sample: int
     end_sample: int  # the last speech sample
+
+
+@dataclass
+class PauseCandidate:
+    """A pause long enough to ask an end-of-turn model; answer with ``Segmenter.end_turn()``."""
+
+    pcm: bytes
+    pause_id: int
 
 
 @dataclass
@@ -112,6 +146,7 @@ class Segmenter:
         self._utterance: list[bytes] = []
         self._start = 0
         self._onset = 0
+        self._pause_id = 0
         self._last_speech = 0
         self._lock = threading.Lock()
         self.end_of_turn_s = self.config.end_of_turn_s
@@ -120,8 +155,8 @@ class Segmenter:
     def speaking(self) -> bool:
         return self._speaking
 
-    def feed(self, pcm: bytes) -> list[SpeechStarted | Utterance]:
-        events: list[SpeechStarted | Utterance] = []
+    def feed(self, pcm: bytes) -> list[SpeechStarted | Utterance | PauseCandidate]:
+        events: list[SpeechStarted | Utterance | PauseCandidate] = []
         data = self._pending + pcm
         step = WINDOW * 2
         usable = len(data) - len(data) % step
@@ -134,7 +169,14 @@ class Segmenter:
             events += self._step(chunk, speech)
         return events
 
-    def _step(self, chunk: bytes, speech: bool) -> list[SpeechStarted | Utterance]:
+    def end_turn(self, pause_id: int) -> list[Utterance]:
+        """The end-of-turn model judged pause ``pause_id`` complete: end the turn now, unless
+        the caller has spoken again since."""
+        if self._speaking and self._silence_run > 0 and pause_id == self._pause_id:
+            return [e for e in self._finish() if isinstance(e, Utterance)]
+        return []
+
+    def _step(self, chunk: bytes, speech: bool) -> list[SpeechStarted | Utterance | PauseCandidate]:
         cfg = self.config
         if not self._speaking:
             self._preroll.append(chunk)
@@ -154,6 +196,10 @@ class Segmenter:
             self._last_speech = self._position
         else:
             self._silence_run += 1
+            candidate = cfg.pause_candidate_s
+            if candidate is not None and self._silence_run == max(1, round(candidate / WINDOW_S)):
+                self._pause_id += 1
+                return [PauseCandidate(b"".join(self._utterance), self._pause_id)]
         too_long = (self._position - self._start) / RATE >= cfg.max_utterance_s
         if self._silence_run * WINDOW_S >= self.end_of_turn_s or too_long:
             return self._finish()
