@@ -32,3 +32,4 @@ def test_transfer_and_listing(tmp_path: Path) -> None:
     assert record["state"] == "queued" and record["outcome"] == "transferred"
     assert record["transfer"] == {"queue": "disputes", "reason": "dispute_charge", "priority": 5, "skills": ["disputes"]}
     assert store.get_call("nope") is None
+

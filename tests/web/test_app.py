@@ -135,3 +135,38 @@ def test_voicebot_serve_reloads_a_saved_edit(bank_copy: Path) -> None:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert "text chat API" in out and f"http://127.0.0.1:{port}" in out
+
+
+class _NoCalls:
+    """Stands in for the call service, which a rejected offer never reaches."""
+
+    def start(self, *args: object, **kwargs: object) -> str:
+        raise AssertionError("a bad offer must not start a call")
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"sdp": "v=0 this is not SDP at all", "type": "offer"}, 400),
+    ({"sdp": "v=0\r\no=- 0 0 IN IP4 1.2.3.4\r\ns=-\r\nt=0 0\r\n", "type": "offer"}, 400),
+    ({"sdp": "x", "type": "offer"}, 422),
+    ({"sdp": "v=0 long enough", "type": "answer"}, 422),
+])
+def test_bad_webrtc_offers_are_rejected(registry: DomainRegistry, body: dict, status: int) -> None:
+    client = TestClient(create_app(registry, FakeBank(), calls=_NoCalls()))  # type: ignore[arg-type]
+    response = client.post("/api/offer", json=body)
+    assert response.status_code == status, response.text
+    assert client.get("/healthz").status_code == 200
+
+
+def test_call_records_api(registry: DomainRegistry, tmp_path: Path) -> None:
+    from voicebot.records.store import RecordStore
+
+    store = RecordStore(tmp_path / "r.sqlite3")
+    call_id = store.start_call("webrtc", "browser", "Example Bank")
+    store.add_turn(call_id, "caller", "what's my balance", 1.0)
+    client = TestClient(create_app(registry, FakeBank(), store=store))
+    assert [c["id"] for c in client.get("/api/calls").json()] == [call_id]
+    record = client.get(f"/api/calls/{call_id}").json()
+    assert record["turns"][0]["text"] == "what's my balance"
+    assert client.get("/api/calls/nope").status_code == 404
+    assert client.get("/api/calls?limit=0").status_code == 422
+    assert "voicebot_turn_stage_seconds" in client.get("/metrics").text
