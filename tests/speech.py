@@ -11,7 +11,7 @@ __all__ = ["espeak", "phone_line", "piper", "rms"]
 
 
 def piper(engine, text: str) -> tuple[bytes, int]:  # type: ignore[no-untyped-def]
-    return b"".join(engine.sentences(text)), engine.sample_rate
+    return b"".join(engine.sentences(text, deterministic=True)), engine.sample_rate
 
 
 def rms(pcm: bytes) -> float:

@@ -82,12 +82,14 @@ async def _one_call(engines: Any, domain: Any, pcm: bytes, rate: int, label: str
             **({k: v for k, v in turn["timings"].items()} if turn else {})}
 
 
-def run_latency(out: Path, voices: tuple[str, ...] = ("piper", "espeak")) -> dict[str, Any]:
+def run_latency(out: Path, voices: tuple[str, ...] = ("piper", "espeak"), trim_window: bool = False,
+                end_of_turn: str = "silence") -> dict[str, Any]:
     from voicebot.nlu.nlu import default_embedder, load_domain
-    from voicebot.pipeline.call import Engines
+    from voicebot.pipeline.asr import AsrConfig
+    from voicebot.pipeline.call import Engines, VoiceConfig
 
     root = Path(__file__).resolve().parents[1]
-    engines = Engines()
+    engines = Engines(VoiceConfig(asr=AsrConfig(trim_window=trim_window), end_of_turn=end_of_turn))
     domain = load_domain(root / "domains" / "bank", default_embedder())
     engines.warm_prompts(domain)
     samples: list[dict[str, Any]] = []
@@ -95,7 +97,7 @@ def run_latency(out: Path, voices: tuple[str, ...] = ("piper", "espeak")) -> dic
     async def all_calls() -> None:
         for voice in voices:
             for text in UTTERANCES:
-                pcm, rate = (b"".join(engines.tts.sentences(text)), engines.tts.sample_rate) if voice == "piper" else espeak(text)
+                pcm, rate = (b"".join(engines.tts.sentences(text, deterministic=True)), engines.tts.sample_rate) if voice == "piper" else espeak(text)
                 pcm, rate = phone_line(pcm, rate)
                 samples.append({"voice": voice, **await _one_call(engines, domain, pcm, rate, text)})
 
@@ -118,7 +120,8 @@ def run_latency(out: Path, voices: tuple[str, ...] = ("piper", "espeak")) -> dic
         "wall_seconds": round(time.perf_counter() - started, 1),
         "config": {"asr": engines.config.asr_model, "asr_device": engines.config.asr.device,
                    "asr_compute_type": engines.config.asr.compute_type, "vad": engines.config.vad,
-                   "end_of_turn_s": engines.config.segmenter.end_of_turn_s, "asr_trim_window": engines.config.asr.trim_window},
+                   "end_of_turn": engines.config.end_of_turn, "end_of_turn_s": engines.config.segmenter.end_of_turn_s,
+                   "asr_trim_window": engines.config.asr.trim_window},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "samples": samples,
     }

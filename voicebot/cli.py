@@ -181,7 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from voicebot.bench import run_latency, summary
 
-    result = run_latency(args.out, tuple(args.voices.split(",")))
+    result = run_latency(args.out, tuple(args.voices.split(",")), args.asr_trim_window, args.end_of_turn)
     print(summary(result))
     print(f"wrote {args.out}")
     return 0
@@ -232,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["latency"])
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "latency_cpu.json")
     p.add_argument("--voices", default="piper,espeak", help="comma-separated: piper, espeak")
+    p.add_argument("--asr-trim-window", action="store_true", help="trimmed Whisper window (faster, less exact)")
+    p.add_argument("--end-of-turn", choices=["silence", "smart_turn"], default="silence")
     p.set_defaults(func=cmd_bench)
 
     return parser
@@ -242,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:  # pipecat logs through loguru at DEBUG by default: one line per frame processor event
+        from loguru import logger
+
+        logger.remove()
+        logger.add(sys.stderr, level="DEBUG" if args.verbose else "WARNING")
+    except ImportError:
+        pass
     return int(args.func(args) or 0)
 
 

@@ -24,6 +24,7 @@ class Settings(BaseModel):
     asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
     asr_compute_type: str = Field("int8", description="int8 on CPU; float16 on cuda")
     asr_language: str | None = "en"
+    asr_trim_window: bool = Field(False, description="5x faster ASR on CPU for ~3 points more word errors")
     vad: Literal["silero", "webrtc"] = "silero"
     end_of_turn: Literal["silence", "smart_turn"] = "silence"
     end_of_turn_s: float = Field(0.25, ge=0.1, le=3.0)

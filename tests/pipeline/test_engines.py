@@ -39,17 +39,17 @@ def test_transcribes_phone_quality_speech(asr: WhisperEngine, tts: PiperEngine, 
     # espeak through mu-law is hard on tiny.en ("lost" may come back as "locked"): the words
     # the dialog needs must survive
     assert "my card" in words(result.text) and "block" in words(result.text), result
-    assert result.window_s < 30 and not result.full_window_fallback
+    assert result.window_s == 30 and not result.full_window_fallback  # the default: exact, not trimmed
     assert 0 < result.confidence <= 1
 
 
-def test_trimmed_window_matches_the_full_window(asr: WhisperEngine, tts: PiperEngine) -> None:
-    full = WhisperEngine(str(resolve("asr")), AsrConfig(trim_window=False))
-    for text in ["What's my balance?", "I want to pay twenty five dollars from my savings account."]:
-        audio = np.frombuffer(resample(*piper(tts, text), 16000), dtype=np.int16).astype(np.float32) / 32768
-        trimmed, whole = asr.transcribe_batch([audio])[0], full.transcribe_batch([audio])[0]
-        assert words(trimmed.text) == words(whole.text)
-        assert whole.window_s == 30
+def test_trimmed_window_keeps_the_words_that_matter(tts: PiperEngine) -> None:
+    trimmed = WhisperEngine(str(resolve("asr")), AsrConfig(trim_window=True))
+    for text, needed in [("What's my balance?", {"balance"}), ("I lost my card.", {"lost", "card"}),
+                         ("I want to pay twenty five dollars from my savings account.", {"pay", "25", "savings"})]:
+        result = trimmed.transcribe_pcm(*piper(tts, text))
+        assert needed <= set(words(result.text).split()), result
+        assert result.window_s < 30 or result.full_window_fallback
 
 
 def test_loop_detection() -> None:

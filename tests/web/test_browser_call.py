@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import netns
-from tests.speech import espeak
+from tests.speech import piper
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -33,8 +33,11 @@ def _skip_reason() -> str | None:
 def microphone_wav(path: Path) -> None:
     """3 s of silence (the greeting starts), the request, then silence for the rest of the call."""
     from voicebot.audio import resample
+    from voicebot.modelstore import resolve
+    from voicebot.pipeline.tts import PiperEngine
 
-    pcm, rate = espeak("what's my balance")
+    model = resolve("tts")
+    pcm, rate = piper(PiperEngine(str(model), str(model) + ".json"), "I would like to check my account balance, please.")
     speech = resample(pcm, rate, 48000)
     silence = b"\0" * (48000 * 2)
     with wave.open(str(path), "wb") as w:

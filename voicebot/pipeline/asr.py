@@ -1,10 +1,12 @@
 """Speech recognition: one CTranslate2 Whisper model per process, shared by every call.
 
 Latency: stock Whisper pads every utterance to a 30 s window, so a one-second "what's my
-balance" costs a full 30 s encoder pass (~280 ms for tiny.en on two cores).  The encoder here
-sees only the utterance plus a few seconds of silence (the silence is what lets the decoder
-find the end of speech instead of looping); when the decoder still loops or runs to its length
-limit, that utterance is decoded again with the full window, so trimming never loses words.
+balance" costs a full 30 s encoder pass (~280 ms for tiny.en on two cores).  With
+``trim_window`` the encoder sees only the utterance plus a few seconds of silence (the silence
+is what lets the decoder find the end of speech instead of looping), ~50 ms; when the decoder
+still loops or runs to its length limit, that utterance is decoded again with the full window.
+Trimming is off by default: on phone-line test speech it raised word error from 11.6 % to
+14.4 % (benchmarks/results/asr_window.json), and the full window already fits the budget.
 
 Concurrency: calls submit utterances to a queue; a single worker takes what has arrived
 within a few milliseconds (up to ``max_batch``) and decodes them as one batch, which is what
@@ -53,7 +55,7 @@ class AsrConfig:
     language: str | None = "en"  # None: detect (multilingual models)
     silence_pad_s: float = 6.0
     min_window_s: float = 8.0
-    trim_window: bool = True
+    trim_window: bool = False  # measured: 5x faster, but ~3 points more WER on phone audio
     max_batch: int = 8
     batch_wait_s: float = 0.005
     beam_size: int = 1

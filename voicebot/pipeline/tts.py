@@ -40,11 +40,17 @@ class PiperEngine:
         self._lock = threading.Lock()  # one ONNX session: synthesise one text at a time
         self.stats = TtsStats()
 
-    def sentences(self, text: str) -> Iterator[bytes]:
-        """Native-rate PCM, one chunk per sentence, as Piper produces them."""
+    def sentences(self, text: str, deterministic: bool = False) -> Iterator[bytes]:
+        """Native-rate PCM, one chunk per sentence, as Piper produces them.
+
+        Piper samples durations and noise, so each rendering differs slightly; tests and
+        benchmarks ask for ``deterministic`` audio (no sampling noise) to be repeatable."""
+        from piper import SynthesisConfig
+
+        config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if deterministic else None
         with self._lock:
             start = time.perf_counter()
-            for chunk in self.voice.synthesize(text):
+            for chunk in self.voice.synthesize(text, config):
                 yield chunk.audio_int16_bytes
             self.stats.synth_seconds += time.perf_counter() - start
 
