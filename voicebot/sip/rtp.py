@@ -1,0 +1,244 @@
+"""RTP media for SIP calls: aiortc's RtpPacket, JitterBuffer and G.711 codecs underneath.
+
+``RtpReceiver`` and ``RtpSender`` are sans-I/O (datagrams in, events and datagrams out);
+``RtpSession`` is the thin asyncio glue that makes a call's RTP a MediaStream.  Bad packets
+(garbage, wrong payload type, foreign SSRC bursts) are dropped and counted, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import random
+import struct
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+from aiortc.codecs.g711 import PcmaDecoder, PcmaEncoder, PcmuDecoder, PcmuEncoder
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtp import RtpPacket
+from av import AudioFrame
+
+from voicebot.audio import resample
+from voicebot.media import AudioChunk, Dtmf, MediaEvent, OutputBuffer, PlayoutReport
+
+log = logging.getLogger(__name__)
+
+RATE = 8000
+SAMPLES = 160  # 20 ms
+EVENTS = "0123456789*#ABCD"
+
+
+@dataclass
+class RtpStats:
+    received: int = 0
+    garbage: int = 0
+    wrong_payload_type: int = 0
+    late_or_duplicate: int = 0
+    ssrc_changes: int = 0
+    dtmf_digits: int = 0
+    sent: int = 0
+
+
+class RtpReceiver:
+    def __init__(self, payload_type: int, codec: str, dtmf_payload_type: int | None, prefetch: int = 2) -> None:
+        self.payload_type = payload_type
+        self.dtmf_payload_type = dtmf_payload_type
+        self.decoder = PcmuDecoder() if codec == "PCMU" else PcmaDecoder()
+        self.prefetch = prefetch
+        self.jitter = JitterBuffer(capacity=16, prefetch=prefetch)
+        self.ssrc: int | None = None
+        self.stats = RtpStats()
+        self.last_packet_at = 0.0
+        self._dtmf_seen: set[int] = set()  # event timestamps already reported
+        self._dtmf_open: tuple[int, str, float] | None = None  # timestamp, digit, first seen
+
+    def receive(self, data: bytes, now: float) -> list[MediaEvent]:
+        try:
+            packet = RtpPacket.parse(data)
+        except (ValueError, struct.error):
+            self.stats.garbage += 1
+            return []
+        if packet.ssrc != self.ssrc:
+            if self.ssrc is not None:
+                self.stats.ssrc_changes += 1  # a new source (re-INVITE, SBC switch): start over
+            self.ssrc = packet.ssrc
+            self.jitter = JitterBuffer(capacity=16, prefetch=self.prefetch)
+        self.stats.received += 1
+        self.last_packet_at = now
+        if packet.payload_type == self.dtmf_payload_type:
+            return self._dtmf(packet, now)
+        if packet.payload_type != self.payload_type:
+            self.stats.wrong_payload_type += 1
+            return []
+        packet._data = packet.payload  # type: ignore[attr-defined]  # what JitterBuffer joins
+        _, frame = self.jitter.add(packet)
+        if frame is None:
+            return []
+        pcm = b"".join(f.to_ndarray().astype(np.int16).tobytes() for f in self.decoder.decode(frame))
+        return [AudioChunk(pcm, RATE)] if pcm else []
+
+    def _dtmf(self, packet: RtpPacket, now: float) -> list[MediaEvent]:
+        """RFC 4733: one digit per event, however many (end-bit) packets repeat it."""
+        if len(packet.payload) < 4:
+            self.stats.garbage += 1
+            return []
+        event, flags, duration = struct.unpack("!BBH", packet.payload[:4])
+        if event >= len(EVENTS) or packet.timestamp in self._dtmf_seen:
+            return []
+        digit = EVENTS[event]
+        if flags & 0x80:  # end of event
+            self._dtmf_seen.add(packet.timestamp)
+            self._dtmf_open = None
+            if len(self._dtmf_seen) > 64:
+                self._dtmf_seen = set(sorted(self._dtmf_seen)[-32:])
+            self.stats.dtmf_digits += 1
+            return [Dtmf(digit, duration * 1000 // RATE)]
+        if self._dtmf_open is None or self._dtmf_open[0] != packet.timestamp:
+            flushed = self.poll(now, force=True)
+            self._dtmf_open = (packet.timestamp, digit, now)
+            return flushed
+        return []
+
+    def poll(self, now: float, force: bool = False) -> list[MediaEvent]:
+        """A digit whose end packets were all lost still counts, once, after a second."""
+        if self._dtmf_open is None:
+            return []
+        timestamp, digit, since = self._dtmf_open
+        if force or now - since > 1.0:
+            self._dtmf_open = None
+            self._dtmf_seen.add(timestamp)
+            self.stats.dtmf_digits += 1
+            return [Dtmf(digit, int((now - since) * 1000))]
+        return []
+
+
+class RtpSender:
+    """20 ms G.711 packets with running sequence numbers and timestamps; the marker bit
+    starts each talkspurt."""
+
+    def __init__(self, payload_type: int, codec: str, ssrc: int | None = None) -> None:
+        self.payload_type = payload_type
+        self.encoder = PcmuEncoder() if codec == "PCMU" else PcmaEncoder()
+        self.ssrc = ssrc if ssrc is not None else random.getrandbits(32)
+        self.sequence = random.getrandbits(16)
+        self.timestamp = random.getrandbits(32)
+        self._talking = False
+        self._pts = 0
+
+    def packet(self, pcm: bytes | None) -> bytes:
+        """One packet for the next 20 ms: ``pcm`` (320 bytes at 8 kHz) or None for silence."""
+        marker = pcm is not None and not self._talking
+        self._talking = pcm is not None
+        frame = AudioFrame(format="s16", layout="mono", samples=SAMPLES)
+        frame.planes[0].update(pcm if pcm is not None else bytes(SAMPLES * 2))
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, RATE)
+        self._pts += SAMPLES
+        payloads, _ = self.encoder.encode(frame)
+        packet = RtpPacket(payload_type=self.payload_type, marker=int(marker), sequence_number=self.sequence,
+                           timestamp=self.timestamp, ssrc=self.ssrc, payload=b"".join(payloads))
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + SAMPLES) & 0xFFFFFFFF
+        return packet.serialize()
+
+
+@dataclass
+class RtpSession:
+    """A call's RTP as a MediaStream: symmetric RTP, paced 20 ms output, inactivity timeout."""
+
+    receiver: RtpReceiver
+    sender: RtpSender
+    remote: tuple[str, int]
+    inactivity_timeout_s: float = 30.0
+    output_sample_rate: int = RATE
+    on_hold: bool = False
+    close_reason: str | None = None
+    _events: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=500))
+
+    def __post_init__(self) -> None:
+        self.output = OutputBuffer(RATE)
+        self._closed = asyncio.Event()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._pacer: asyncio.Task[None] | None = None
+        self.local_port = 0
+
+    async def open(self, host: str, port: int = 0) -> int:
+        loop = asyncio.get_running_loop()
+        session = self
+
+        class Protocol(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                session._received(data, addr)
+
+        transport, _ = await loop.create_datagram_endpoint(Protocol, local_addr=(host, port))
+        self._transport = transport  # type: ignore[assignment]
+        self.local_port = transport.get_extra_info("sockname")[1]
+        self._pacer = asyncio.create_task(self._pace(), name="rtp-pacer")
+        return self.local_port
+
+    def _received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.closed:
+            return
+        for event in self.receiver.receive(data, time.monotonic()):
+            try:
+                self._events.put_nowait(event)
+            except asyncio.QueueFull:
+                self.receiver.stats.late_or_duplicate += 1
+
+    async def _pace(self) -> None:
+        start = time.monotonic()
+        ticks = 0
+        self.receiver.last_packet_at = start
+        while not self.closed:
+            ticks += 1
+            delay = start + ticks * 0.02 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.monotonic()
+            for event in self.receiver.poll(now):
+                self._events.put_nowait(event)
+            if self._transport is not None and not self.on_hold:
+                self._transport.sendto(self.sender.packet(self.output.pull()), self.remote)
+                self.sender_stats_sent()
+            if not self.on_hold and now - self.receiver.last_packet_at > self.inactivity_timeout_s:
+                await self.close("rtp_timeout")
+
+    def sender_stats_sent(self) -> None:
+        self.receiver.stats.sent += 1
+
+    async def events(self) -> AsyncIterator[MediaEvent]:
+        while not self.closed:
+            getter = asyncio.ensure_future(self._events.get())
+            closer = asyncio.ensure_future(self._closed.wait())
+            done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                return
+            closer.cancel()
+            yield getter.result()
+
+    async def write(self, pcm: bytes, sample_rate: int) -> None:
+        self.output.write(resample(pcm, sample_rate, RATE))
+
+    def clear(self) -> PlayoutReport:
+        return self.output.clear()
+
+    def playout(self) -> PlayoutReport:
+        return self.output.report()
+
+    async def close(self, reason: str) -> None:
+        if self._closed.is_set():
+            return
+        self.close_reason = reason
+        self._closed.set()
+        if self._transport is not None:
+            self._transport.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
