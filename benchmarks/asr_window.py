@@ -1,6 +1,6 @@
 """Whisper encoder window: the full 30 s window against a trimmed one (utterance + silence).
 
-Word error rate against the script, on phone-line speech (Piper and espeak-ng voices through
+Words lost (deleted or substituted) and words added against the script, on phone-line speech (Piper and espeak-ng voices through
 8 kHz mu-law), and the median decode time on this machine.  JSON to
 benchmarks/results/asr_window.json.
 
@@ -35,11 +35,11 @@ def words(text: str) -> list[str]:
     return "".join(c for c in text.lower() if c.isalnum() or c == " ").split()
 
 
-def wer(reference: list[str], hypothesis: list[str]) -> float:
-    """1 − matched words / reference words (a matching-blocks approximation of WER)."""
+def errors(reference: list[str], hypothesis: list[str]) -> tuple[float, float]:
+    """(words lost, words added) per reference word, from a longest-matching alignment."""
     matcher = difflib.SequenceMatcher(a=reference, b=hypothesis)
     matched = sum(block.size for block in matcher.get_matching_blocks())
-    return 1 - matched / len(reference) + max(0, len(hypothesis) - matched) / len(reference)
+    return 1 - matched / len(reference), max(0, len(hypothesis) - matched) / len(reference)
 
 
 def main() -> int:
@@ -55,21 +55,24 @@ def main() -> int:
     results = {}
     for name, config in [("full_30s_window", AsrConfig(trim_window=False)), ("trimmed_window", AsrConfig(trim_window=True))]:
         engine = WhisperEngine(str(resolve("asr")), config)
-        errors, seconds, fallbacks = [], [], 0
+        lost, added, seconds, fallbacks = [], [], [], 0
         for _voice, text, audio in clips:
             start = time.perf_counter()
             result = engine.transcribe_batch([audio])[0]
             seconds.append(time.perf_counter() - start)
-            errors.append(wer(words(text), words(result.text)))
+            miss, extra = errors(words(text), words(result.text))
+            lost.append(miss)
+            added.append(extra)
             fallbacks += result.full_window_fallback
-        results[name] = {"wer": round(float(np.mean(errors)), 4), "median_ms": round(float(np.median(seconds)) * 1000, 1),
+        results[name] = {"words_lost": round(float(np.mean(lost)), 4), "words_added": round(float(np.mean(added)), 4),
+                         "median_ms": round(float(np.median(seconds)) * 1000, 1),
                          "p90_ms": round(float(np.percentile(seconds, 90)) * 1000, 1), "full_window_fallbacks": fallbacks}
     out = ROOT / "benchmarks" / "results" / "asr_window.json"
     out.write_text(json.dumps({"model": "whisper tiny.en int8 (CTranslate2)", "clips": len(clips),
                                "audio": "Piper + espeak-ng voices through 8 kHz mu-law", "results": results,
                                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}, indent=2) + "\n")
     for name, r in results.items():
-        print(f"{name:<16} WER {r['wer']:.1%}  median {r['median_ms']} ms  p90 {r['p90_ms']} ms")
+        print(f"{name:<16} lost {r['words_lost']:.1%} added {r['words_added']:.1%}  median {r['median_ms']} ms  p90 {r['p90_ms']} ms")
     print(f"wrote {out}")
     return 0
 

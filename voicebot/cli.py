@@ -171,7 +171,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.config, host=args.host, port=args.port, domain=args.domain,
-                                 records_db=args.db, asr_model=args.asr_model)
+                                 records_db=args.db, asr_model=args.asr_model, sip_port=args.sip_port)
     except SettingsError as exc:
         print(f"voicebot serve: bad settings: {exc}", file=sys.stderr)
         return 2
@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.add_argument("--db", type=Path, help="SQLite file for call records")
     p.add_argument("--asr-model", help="asr (tiny.en), asr_base, or a CTranslate2 Whisper folder")
+    p.add_argument("--sip-port", type=int, help="SIP UDP port (default 5060; 0 picks a free one)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("chat", help="talk to a domain as text in the terminal")

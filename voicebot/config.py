@@ -30,6 +30,11 @@ class Settings(BaseModel):
     end_of_turn_s: float = Field(0.25, ge=0.1, le=3.0)
     no_input_s: float = Field(7.0, ge=1.0, le=60.0)
     max_calls: int = Field(20, ge=1)
+    sip: bool = Field(True, description="listen for SIP calls")
+    sip_host: str = "127.0.0.1"
+    sip_port: int = Field(5060, ge=0, le=65535)
+    sip_advertised_host: str | None = Field(None, description="address for SDP/Contact behind NAT")
+    sip_allowed_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
 
 
 class SettingsError(Exception):

@@ -53,14 +53,27 @@ def serve(settings: Settings) -> int:
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
         watcher = asyncio.create_task(registry.watch())
+        sip = None
+        if settings.sip:
+            from voicebot.sip.endpoint import SipConfig, SipEndpoint
+
+            sip = SipEndpoint(SipConfig(host=settings.sip_host, port=settings.sip_port,
+                                        advertised_host=settings.sip_advertised_host,
+                                        allowed_networks=settings.sip_allowed_networks,
+                                        max_calls=settings.max_calls), calls.start)
+            await sip.start()
         base = f"http://{settings.host}:{settings.port}"
         print(f"voicebot: serving domain {registry.current.name!r} from {settings.domain}", flush=True)
         print(f"  caller page    {base}/", flush=True)
         print(f"  call records   {base}/api/calls   metrics {base}/metrics   API docs {base}/docs", flush=True)
         print(f"  text chat API  {base}/api/chat", flush=True)
+        if sip is not None:
+            print(f"  SIP (UDP)      sip:voicebot@{settings.sip_host}:{sip.config.port}", flush=True)
         print("  agent desktop: not built yet (ACD issue)", flush=True)
         yield
         watcher.cancel()
+        if sip is not None:
+            await sip.stop()
         await calls.shutdown()
         store.close()
 

@@ -166,6 +166,7 @@ class RtpSession:
         self._transport: asyncio.DatagramTransport | None = None
         self._pacer: asyncio.Task[None] | None = None
         self.local_port = 0
+        self._last_audio = 0.0
 
     async def open(self, host: str, port: int = 0) -> int:
         loop = asyncio.get_running_loop()
@@ -184,7 +185,10 @@ class RtpSession:
     def _received(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.closed:
             return
-        for event in self.receiver.receive(data, time.monotonic()):
+        now = time.monotonic()
+        for event in self.receiver.receive(data, now):
+            if isinstance(event, AudioChunk):
+                self._last_audio = now
             try:
                 self._events.put_nowait(event)
             except asyncio.QueueFull:
@@ -202,6 +206,10 @@ class RtpSession:
             now = time.monotonic()
             for event in self.receiver.poll(now):
                 self._events.put_nowait(event)
+            if now - self._last_audio > 0.06 and not self._events.full():
+                # Silence suppression, DTX or a DTMF burst: the caller's clock keeps running,
+                # so the pipeline hears silence (and can end the turn), not a frozen stream.
+                self._events.put_nowait(AudioChunk(bytes(SAMPLES * 2), RATE))
             if self._transport is not None and not self.on_hold:
                 self._transport.sendto(self.sender.packet(self.output.pull()), self.remote)
                 self.sender_stats_sent()
@@ -242,3 +250,12 @@ class RtpSession:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+
+def g711_encode(pcm: bytes, codec: str = "PCMU") -> bytes:
+    """8 kHz 16-bit PCM to G.711 bytes (for test callers and recordings)."""
+    sender = RtpSender(0 if codec == "PCMU" else 8, codec)
+    frame_bytes = SAMPLES * 2
+    pcm += bytes(-len(pcm) % frame_bytes)
+    return b"".join(RtpPacket.parse(sender.packet(pcm[i:i + frame_bytes])).payload
+                    for i in range(0, len(pcm), frame_bytes))

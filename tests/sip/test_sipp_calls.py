@@ -1,0 +1,97 @@
+"""Real SIP clients against `voicebot serve`: SIPp places calls over UDP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.speech import phone_line, piper
+from voicebot.sip.rtp import g711_encode
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ROOT / "sip" / "scenarios"
+DTMF_PCAPS = Path("/usr/share/sip-tester")
+SIPP = shutil.which("sipp")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sip")
+    http, sip = free_port(), free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--port", str(http), "--sip-port", str(sip),
+                             "--db", str(tmp / "calls.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    base = f"http://127.0.0.1:{http}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.5)
+    yield {"http": base, "sip": sip, "tmp": tmp}
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def calls(base: str) -> list[dict]:
+    with urllib.request.urlopen(base + "/api/calls", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def record(base: str, call_id: str) -> dict:
+    with urllib.request.urlopen(f"{base}/api/calls/{call_id}", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def sipp(server: dict, scenario: str, *args: str, timeout: int = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SIPP, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
+                           "-m", "1", "-timeout", f"{timeout}s", "-nostdin", "-trace_err", *args,
+                           f"127.0.0.1:{server['sip']}"], capture_output=True, text=True, timeout=timeout + 30,
+                          cwd=server["tmp"])
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed; make test installs it")
+def test_options_ping(server) -> None:
+    result = sipp(server, "uac_options.xml", timeout=10)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed; make test installs it")
+def test_sipp_call_with_speech_and_dtmf(server) -> None:
+    from voicebot.modelstore import resolve
+    from voicebot.pipeline.tts import PiperEngine
+
+    model = resolve("tts")
+    pcm, rate = phone_line(*piper(PiperEngine(str(model), str(model) + ".json"), "What's my balance?"))
+    (server["tmp"] / "caller.ulaw").write_bytes(g711_encode(pcm))
+    for pcap in DTMF_PCAPS.glob("dtmf_2833_*.pcap"):
+        shutil.copy(pcap, server["tmp"] / pcap.name)
+    before = {c["id"] for c in calls(server["http"])}
+    result = sipp(server, "uac_speech_dtmf.xml", "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    new = [c for c in calls(server["http"]) if c["id"] not in before]
+    assert len(new) == 1 and new[0]["channel"] == "sip" and new[0]["caller"] == "+15550001111"
+    rec = record(server["http"], new[0]["id"])
+    caller = [t for t in rec["turns"] if t["speaker"] == "caller"]
+    assert caller[0]["intent"] == "check_balance", caller
+    assert [t["text"] for t in caller if t["text"].startswith("[DTMF")] == ["[DTMF 4]", "[DTMF 5]", "[DTMF 6]", "[DTMF 7]"]
+    assert any("$2,450.75" in t["text"] for t in rec["turns"] if t["speaker"] == "bot")
+    assert rec["ended_at"] is not None

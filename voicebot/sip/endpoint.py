@@ -1,0 +1,328 @@
+"""The SIP endpoint: asyncio UDP glue around the sans-I/O message, transaction, dialog, SDP
+and RTP code.  It answers every request in protocol and never lets one bad datagram take
+down the process."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter
+
+from voicebot.media import MediaStream
+from voicebot.sip.dialog import ALLOW, UasDialog, new_tag, response_to
+from voicebot.sip.message import SipParseError, SipRequest, SipResponse, parse
+from voicebot.sip.rtp import RtpReceiver, RtpSender, RtpSession
+from voicebot.sip.sdp import NotAcceptable, SdpError, build_answer, negotiate, parse_sdp
+from voicebot.sip.transaction import Send, ServerTransaction, ServerTransactions, TimedOut
+
+log = logging.getLogger(__name__)
+
+SIP_MESSAGES = Counter("voicebot_sip_messages_total", "SIP messages by outcome", ["kind"])
+KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "INFO", "PRACK", "UPDATE", "REFER", "PUBLISH"}
+
+
+@dataclass
+class SipConfig:
+    host: str = "127.0.0.1"
+    port: int = 5060
+    advertised_host: str | None = None  # the address put in SDP/Contact (NAT)
+    rtp_host: str | None = None
+    ringing: bool = True
+    max_calls: int = 20
+    allowed_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    rtp_timeout_s: float = 30.0
+
+    @property
+    def public_host(self) -> str:
+        return self.advertised_host or self.host
+
+
+@dataclass
+class SipCall:
+    dialog: UasDialog
+    invite_tx: ServerTransaction
+    rtp: RtpSession
+    source: tuple[str, int]
+    answered: bool = False
+    started: bool = False
+    call_id: str | None = None
+
+
+StartCall = Callable[[MediaStream, str, str], str]  # (stream, channel, caller) -> call record id
+
+
+class SipEndpoint(asyncio.DatagramProtocol):
+    def __init__(self, config: SipConfig, start_call: StartCall) -> None:
+        self.config = config
+        self.start_call = start_call
+        self.transactions = ServerTransactions()
+        self.calls: dict[str, SipCall] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_networks]
+        self.session_counter = int(time.time())
+
+    # ------------------------------------------------------------------ asyncio glue
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: self, local_addr=(self.config.host, self.config.port))
+        self._timer = asyncio.create_task(self._timers(), name="sip-timers")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self.config.port == 0:
+            self.config.port = transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self._handle(data, addr)
+        except Exception:  # the last line of defence: log, count, keep serving
+            SIP_MESSAGES.labels("internal_error").inc()
+            log.exception("SIP: failed to handle a datagram from %s", addr)
+
+    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, addr)
+
+    def _out(self, outputs: list) -> None:
+        for out in outputs:
+            if isinstance(out, Send):
+                self._send(out.data, out.address)
+            elif isinstance(out, TimedOut) and out.kind == "no_ack_2xx":
+                call = self.calls.get(out.call_id)
+                if call is not None:
+                    log.warning("SIP: no ACK for our 200 on %s; hanging up", out.call_id)
+                    asyncio.ensure_future(self._hang_up(call, "no_ack"))
+
+    async def _timers(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            self._out(self.transactions.tick(time.monotonic()))
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()):
+            await self._hang_up(call, "shutdown")
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    # ------------------------------------------------------------------ requests
+
+    def _handle(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not data.strip(b"\r\n \x00"):
+            return  # keep-alive
+        try:
+            message = parse(data)
+        except SipParseError as exc:
+            SIP_MESSAGES.labels("malformed").inc()
+            log.info("SIP: malformed message from %s: %s", addr, exc.reason)
+            self._reject_malformed(data, addr, exc)
+            return
+        if isinstance(message, SipResponse):
+            SIP_MESSAGES.labels("response").inc()
+            return  # responses to our BYEs: nothing to do
+        SIP_MESSAGES.labels(message.method.lower() if message.method in ALLOW else "other").inc()
+        now = time.monotonic()
+        if message.method == "ACK":
+            self.transactions.receive(message, addr, now)
+            self._on_ack(message)
+            return
+        tx, outputs = self.transactions.receive(message, addr, now)
+        self._out(outputs)
+        if tx is None:
+            return  # a retransmission, already answered
+        handler = {"INVITE": self._on_invite, "BYE": self._on_bye, "CANCEL": self._on_cancel,
+                   "OPTIONS": self._on_options}.get(message.method)
+        if handler is not None:
+            handler(message, tx, addr)
+        elif message.method in KNOWN_METHODS:
+            self._respond(tx, response_to(message, 405, to_tag=new_tag()), allow=True)
+        else:
+            self._respond(tx, response_to(message, 501, to_tag=new_tag()), allow=True)
+
+    def _reject_malformed(self, data: bytes, addr: tuple[str, int], exc: SipParseError) -> None:
+        """Answer a broken request when there is enough of it to address a response to."""
+        if exc.status == 0 or data[:4] == b"SIP/":
+            return
+        try:
+            head = data.split(b"\r\n\r\n", 1)[0] + b"\r\nContent-Length: 0\r\n\r\n"
+            lines = [l for l in head.split(b"\r\n") if not l.lower().startswith((b"content-length", b"l:"))]
+            request = parse(b"\r\n".join(lines[:-1]) + b"\r\nContent-Length: 0\r\n\r\n")
+        except SipParseError:
+            return
+        if isinstance(request, SipRequest) and request.method != "ACK":
+            response = response_to(request, exc.status, reason=None, to_tag=new_tag())
+            response.headers.add("Warning", f'399 voicebot "{exc.reason[:100]}"')
+            self._send(response.encode(), addr)
+
+    def _respond(self, tx: ServerTransaction, response: SipResponse, allow: bool = False) -> None:
+        if allow:
+            response.headers.add("Allow", ALLOW)
+        response.headers.add("Server", "voicebot")
+        self._out(self.transactions.respond(tx, response, time.monotonic()))
+
+    def _allowed(self, addr: tuple[str, int]) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr[0])
+        except ValueError:
+            return False
+        return any(ip in net for net in self._networks)
+
+    def _on_options(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int]) -> None:
+        response = response_to(request, 200, to_tag=new_tag())
+        response.headers.add("Accept", "application/sdp")
+        response.headers.add("Supported", "")
+        self._respond(tx, response, allow=True)
+
+    def _on_invite(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int]) -> None:
+        existing = self.calls.get(request.call_id)
+        if existing is not None:
+            self._on_reinvite(existing, request, tx)
+            return
+        if ";tag=" in (request.headers.get("To") or "").replace(" ", ""):
+            self._respond(tx, response_to(request, 481))
+            return
+        if not self._allowed(addr):
+            SIP_MESSAGES.labels("forbidden").inc()
+            self._respond(tx, response_to(request, 403, to_tag=new_tag()))
+            return
+        required = [r.strip() for r in request.headers.get_all("Require") if r.strip()]
+        if required:
+            response = response_to(request, 420, to_tag=new_tag())
+            response.headers.add("Unsupported", ", ".join(required))
+            self._respond(tx, response)
+            return
+        if len(self.calls) >= self.config.max_calls:
+            response = response_to(request, 503, to_tag=new_tag())
+            response.headers.add("Retry-After", "5")
+            self._respond(tx, response)
+            return
+        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if not request.body:
+            self._respond(tx, response_to(request, 488, "SDP offer required", to_tag=new_tag()))
+            return
+        if content_type != "application/sdp":
+            response = response_to(request, 415, to_tag=new_tag())
+            response.headers.add("Accept", "application/sdp")
+            self._respond(tx, response)
+            return
+        try:
+            offer = parse_sdp(request.body.decode("utf-8", "replace"))
+            chosen = negotiate(offer)
+        except SdpError as exc:
+            self._respond(tx, response_to(request, 400, f"Bad SDP: {exc}"[:80], to_tag=new_tag()))
+            return
+        except NotAcceptable:
+            response = response_to(request, 488, to_tag=new_tag())
+            response.headers.add("Warning", '304 voicebot "PCMU or PCMA over RTP/AVP required"')
+            self._respond(tx, response)
+            return
+        self._respond(tx, response_to(request, 100))
+        asyncio.ensure_future(self._answer(request, tx, addr, offer, chosen))
+
+    async def _answer(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int], offer, chosen) -> None:  # type: ignore[no-untyped-def]
+        host = self.config.public_host
+        contact = f"sip:voicebot@{host}:{self.config.port}"
+        dialog = UasDialog.from_invite(request, contact)
+        rtp = RtpSession(RtpReceiver(chosen.payload_type, chosen.codec, chosen.dtmf_payload_type),
+                         RtpSender(chosen.payload_type, chosen.codec), (chosen.remote_ip, chosen.remote_port),
+                         inactivity_timeout_s=self.config.rtp_timeout_s, on_hold=chosen.on_hold)
+        port = await rtp.open(self.config.rtp_host or self.config.host)
+        call = SipCall(dialog, tx, rtp, addr)
+        self.calls[request.call_id] = call
+        if self.config.ringing:
+            self._respond(tx, dialog.answer(request, 180))
+        self.session_counter += 1
+        body = build_answer(offer, chosen, host, port, self.session_counter).encode()
+        self._respond(tx, dialog.answer(request, 200, body, "application/sdp"))
+        call.answered = True
+
+    def _on_reinvite(self, call: SipCall, request: SipRequest, tx: ServerTransaction) -> None:
+        """Hold, unhold, a new media address, a session refresh: answer with our SDP."""
+        try:
+            offer = parse_sdp(request.body.decode("utf-8", "replace")) if request.body else None
+            chosen = negotiate(offer) if offer is not None else None
+        except (SdpError, NotAcceptable):
+            self._respond(tx, call.dialog.answer(request, 488))
+            return
+        if offer is None or chosen is None:
+            self._respond(tx, call.dialog.answer(request, 488, ))
+            return
+        call.rtp.remote = (chosen.remote_ip, chosen.remote_port)
+        call.rtp.on_hold = chosen.on_hold
+        call.rtp.receiver.last_packet_at = time.monotonic()
+        call.dialog.remote_cseq = request.cseq[0]
+        self.session_counter += 1
+        body = build_answer(offer, chosen, self.config.public_host, call.rtp.local_port, self.session_counter).encode()
+        self._respond(tx, call.dialog.answer(request, 200, body, "application/sdp"))
+
+    def _on_ack(self, request: SipRequest) -> None:
+        self.transactions.ack_2xx(request.call_id, request.cseq[0])
+        call = self.calls.get(request.call_id)
+        if call is None or call.started or not call.answered:
+            return
+        call.started = True
+        call.dialog.state = "confirmed"
+        caller = call.dialog.remote
+        call.call_id = self.start_call(call.rtp, "sip", _caller_number(caller))
+        asyncio.ensure_future(self._watch(call))
+
+    async def _watch(self, call: SipCall) -> None:
+        """When the bot ends the call (hangup or transfer), send BYE."""
+        await call.rtp._closed.wait()
+        log.info("SIP call %s ended (%s); rtp %s", call.dialog.call_id, call.rtp.close_reason, call.rtp.receiver.stats)
+        if call.dialog.state == "confirmed" and call.rtp.close_reason not in ("caller_bye", "cancelled"):
+            await self._hang_up(call, call.rtp.close_reason or "ended")
+
+    async def _hang_up(self, call: SipCall, reason: str) -> None:
+        if call.dialog.state == "terminated":
+            return
+        call.dialog.state = "terminated"
+        self.calls.pop(call.dialog.call_id, None)
+        if call.answered:
+            bye = call.dialog.request("BYE", self.config.public_host, self.config.port,
+                                      extra=[("Reason", f'SIP;cause=200;text="{reason[:60]}"')])
+            self._send(bye.encode(), call.source)
+        await call.rtp.close(reason)
+
+    def _on_bye(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int]) -> None:
+        call = self.calls.pop(request.call_id, None)
+        if call is None:
+            self._respond(tx, response_to(request, 481))
+            return
+        call.dialog.state = "terminated"
+        self._respond(tx, call.dialog.answer(request, 200))
+        asyncio.ensure_future(call.rtp.close("caller_bye"))
+
+    def _on_cancel(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int]) -> None:
+        invite = self.transactions.find_invite(request.call_id, request.cseq[0])
+        if invite is None:
+            self._respond(tx, response_to(request, 481))
+            return
+        self._respond(tx, response_to(request, 200, to_tag=new_tag()))
+        call = self.calls.get(request.call_id)
+        if invite.state in ("trying", "proceeding"):
+            tag = call.dialog.local_tag if call else new_tag()
+            self._respond(invite, response_to(invite.request, 487, to_tag=tag))
+            if call is not None:
+                self.calls.pop(request.call_id, None)
+                call.dialog.state = "terminated"
+                asyncio.ensure_future(call.rtp.close("cancelled"))
+
+
+def _caller_number(from_header: str) -> str:
+    from voicebot.sip.message import parse_name_addr
+
+    try:
+        uri = parse_name_addr(from_header).uri
+    except SipParseError:
+        return ""
+    user = uri.split(":", 1)[-1].split("@", 1)[0]
+    return user.split(";")[0]
