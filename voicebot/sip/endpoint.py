@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from voicebot.media import MediaStream
-from voicebot.sip.dialog import ALLOW, UasDialog, new_tag, response_to
+from voicebot.sip.dialog import ALLOW, REASONS, UasDialog, new_tag, response_to
 from voicebot.sip.message import SipParseError, SipRequest, SipResponse, parse
 from voicebot.sip.rtp import RtpReceiver, RtpSender, RtpSession
 from voicebot.sip.sdp import NotAcceptable, SdpError, build_answer, negotiate, parse_sdp
@@ -23,6 +23,7 @@ from voicebot.sip.transaction import Send, ServerTransaction, ServerTransactions
 log = logging.getLogger(__name__)
 
 SIP_MESSAGES = Counter("voicebot_sip_messages_total", "SIP messages by outcome", ["kind"])
+MAX_ECHO_LINES = 64
 KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "INFO", "PRACK", "UPDATE", "REFER", "PUBLISH"}
 
 
@@ -62,6 +63,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self.start_call = start_call
         self.transactions = ServerTransactions()
         self.calls: dict[str, SipCall] = {}
+        self._answering: set[str] = set()  # INVITEs accepted, media being set up
         self.transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.Task[None] | None = None
         self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_networks]
@@ -148,19 +150,28 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self._respond(tx, response_to(message, 501, to_tag=new_tag()), allow=True)
 
     def _reject_malformed(self, data: bytes, addr: tuple[str, int], exc: SipParseError) -> None:
-        """Answer a broken request when there is enough of it to address a response to."""
-        if exc.status == 0 or data[:4] == b"SIP/":
+        """Answer a broken request when it names enough (Via, From, To, Call-ID, CSeq) to address
+        a response to; otherwise drop it.  Never answers responses or ACKs."""
+        if exc.status == 0 or data[:4].upper() == b"SIP/":
             return
-        try:
-            head = data.split(b"\r\n\r\n", 1)[0] + b"\r\nContent-Length: 0\r\n\r\n"
-            lines = [l for l in head.split(b"\r\n") if not l.lower().startswith((b"content-length", b"l:"))]
-            request = parse(b"\r\n".join(lines[:-1]) + b"\r\nContent-Length: 0\r\n\r\n")
-        except SipParseError:
+        head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+        first, _, rest = head.partition("\r\n")
+        if first.split(" ", 1)[0].upper() == "ACK":
             return
-        if isinstance(request, SipRequest) and request.method != "ACK":
-            response = response_to(request, exc.status, reason=None, to_tag=new_tag())
-            response.headers.add("Warning", f'399 voicebot "{exc.reason[:100]}"')
-            self._send(response.encode(), addr)
+        wanted = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
+                  "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}
+        response = SipResponse(exc.status, REASONS.get(exc.status, "Bad Request"))
+        found = set()
+        for line in rest.split("\r\n")[:MAX_ECHO_LINES]:
+            name, sep, value = line.partition(":")
+            key = wanted.get(name.strip().lower())
+            if sep and key and len(value) < 1024:
+                response.headers.add(key, value.strip())
+                found.add(key)
+        if found != {"Via", "From", "To", "Call-ID", "CSeq"}:
+            return
+        response.headers.add("Warning", f'399 voicebot "{exc.reason[:100]}"')
+        self._send(response.encode(), addr)
 
     def _respond(self, tx: ServerTransaction, response: SipResponse, allow: bool = False) -> None:
         if allow:
@@ -199,7 +210,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             response.headers.add("Unsupported", ", ".join(required))
             self._respond(tx, response)
             return
-        if len(self.calls) >= self.config.max_calls:
+        if len(self.calls) + len(self._answering) >= self.config.max_calls:
             response = response_to(request, 503, to_tag=new_tag())
             response.headers.add("Retry-After", "5")
             self._respond(tx, response)
@@ -225,6 +236,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self._respond(tx, response)
             return
         self._respond(tx, response_to(request, 100))
+        self._answering.add(request.call_id)
         asyncio.ensure_future(self._answer(request, tx, addr, offer, chosen))
 
     async def _answer(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int], offer, chosen) -> None:  # type: ignore[no-untyped-def]
@@ -234,9 +246,16 @@ class SipEndpoint(asyncio.DatagramProtocol):
         rtp = RtpSession(RtpReceiver(chosen.payload_type, chosen.codec, chosen.dtmf_payload_type),
                          RtpSender(chosen.payload_type, chosen.codec), (chosen.remote_ip, chosen.remote_port),
                          inactivity_timeout_s=self.config.rtp_timeout_s, on_hold=chosen.on_hold)
-        port = await rtp.open(self.config.rtp_host or self.config.host)
+        try:
+            port = await rtp.open(self.config.rtp_host or self.config.host)
+        except OSError as exc:
+            log.error("SIP: no RTP port for %s: %s", request.call_id, exc)
+            self._answering.discard(request.call_id)
+            self._respond(tx, response_to(request, 503, to_tag=dialog.local_tag))
+            return
         call = SipCall(dialog, tx, rtp, addr)
         self.calls[request.call_id] = call
+        self._answering.discard(request.call_id)
         if self.config.ringing:
             self._respond(tx, dialog.answer(request, 180))
         self.session_counter += 1

@@ -1,0 +1,142 @@
+"""The endpoint over real UDP on 127.0.0.1, with raw datagrams: hostile and odd input gets a
+protocol answer or is dropped, and the endpoint keeps serving.  The call pipeline is not under
+test here: started calls are only recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from voicebot.sip.endpoint import SipConfig, SipEndpoint
+from voicebot.sip.message import SipResponse, parse
+
+SDP = ("v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       "m=audio {port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n")
+
+
+def invite(call_id: str, body: str | None = None, extra: str = "", branch: str | None = None) -> bytes:
+    body = SDP.format(port=40000) if body is None else body
+    return (f"INVITE sip:bank@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch={branch or 'z9hG4bK' + call_id}\r\n"
+            f"From: <sip:+1555@127.0.0.1>;tag=t{call_id}\r\nTo: <sip:bank@127.0.0.1>\r\nCall-ID: {call_id}\r\n"
+            f"CSeq: 1 INVITE\r\nContact: <sip:c@127.0.0.1:5999>\r\nMax-Forwards: 70\r\n{extra}"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
+
+
+class Peer:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.target = ("127.0.0.1", port)
+
+    async def send(self, data: bytes) -> None:
+        self.sock.sendto(data, self.target)
+
+    async def responses(self, wait: float = 0.5) -> list[SipResponse]:
+        await asyncio.sleep(wait)
+        out = []
+        while True:
+            try:
+                data = self.sock.recv(65535)
+            except BlockingIOError:
+                return out
+            msg = parse(data)
+            if isinstance(msg, SipResponse):
+                out.append(msg)
+
+
+@pytest.fixture
+async def endpoint():
+    started: list[tuple[str, str]] = []
+
+    def start_call(stream, channel: str, caller: str) -> str:  # type: ignore[no-untyped-def]
+        started.append((channel, caller))
+        return f"call-{len(started)}"
+
+    ep = SipEndpoint(SipConfig(port=0, max_calls=3), start_call)
+    await ep.start()
+    ep.started = started  # type: ignore[attr-defined]
+    yield ep
+    await ep.stop()
+
+
+async def test_invite_is_answered_with_sdp_and_ack_starts_the_call(endpoint) -> None:
+    peer = Peer(endpoint.config.port)
+    await peer.send(invite("a1"))
+    responses = await peer.responses()
+    assert [r.status for r in responses][:3] == [100, 180, 200]
+    answer = responses[2].body.decode()
+    assert "m=audio" in answer and "a=rtpmap:0 PCMU/8000" in answer and "telephone-event/8000" in answer
+    assert ";tag=" in (responses[2].headers.get("To") or "") and responses[2].headers.get("Contact")
+    assert endpoint.started == []  # no media until the ACK
+    await peer.send(b"ACK sip:voicebot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKack\r\n"
+                    b"From: <sip:+1555@127.0.0.1>;tag=ta1\r\nTo: <sip:bank@127.0.0.1>;tag=x\r\nCall-ID: a1\r\n"
+                    b"CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
+    await asyncio.sleep(0.2)
+    assert endpoint.started == [("sip", "+1555")]
+
+
+@pytest.mark.parametrize("data, status", [
+    (invite("b1", body="v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"), 488),               # SDP without media
+    (invite("b2", body=SDP.format(port=40000).replace("RTP/AVP 0 101", "RTP/AVP 9")), 488),          # no G.711
+    (invite("b3", extra="Require: 100rel, timer\r\n"), 420),
+    (invite("b4").replace(b"application/sdp", b"text/plain"), 415),
+    (invite("b5", body="nonsense"), 400),
+    (invite("b6").replace(b"CSeq: 1 INVITE", b"CSeq: 1 BYE"), 400),                                 # malformed
+    (b"FOO sip:bank@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKf\r\nFrom: <sip:a@b>;tag=1\r\n"
+     b"To: <sip:c@d>\r\nCall-ID: f\r\nCSeq: 1 FOO\r\nContent-Length: 0\r\n\r\n", 501),
+    (b"SUBSCRIBE sip:bank@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKs\r\nFrom: <sip:a@b>;tag=1\r\n"
+     b"To: <sip:c@d>\r\nCall-ID: s\r\nCSeq: 1 SUBSCRIBE\r\nContent-Length: 0\r\n\r\n", 405),
+    (b"BYE sip:bank@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKbye\r\nFrom: <sip:a@b>;tag=1\r\n"
+     b"To: <sip:c@d>;tag=2\r\nCall-ID: nope\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n", 481),
+])
+async def test_protocol_correct_rejections(endpoint, data: bytes, status: int) -> None:
+    peer = Peer(endpoint.config.port)
+    await peer.send(data)
+    responses = await peer.responses()
+    assert [r.status for r in responses if r.status >= 200] == [status], [r.status for r in responses]
+    assert endpoint.started == []
+
+
+async def test_garbage_truncated_and_huge_datagrams_do_not_stop_the_endpoint(endpoint) -> None:
+    peer = Peer(endpoint.config.port)
+    for junk in [b"\x00" * 10, b"\xff\xfe garbage", b"INVITE sip:x SIP/2.0\r\nVia: trunc", invite("c1")[:120],
+                 b"INVITE " + b"A" * 60000, b"\r\n\r\n", b"SIP/2.0 200 OK\r\n\r\n"]:
+        await peer.send(junk)
+    await peer.responses(0.3)
+    await peer.send(b"OPTIONS sip:bank@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKo\r\n"
+                    b"From: <sip:a@b>;tag=1\r\nTo: <sip:bank@127.0.0.1>\r\nCall-ID: o\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+    assert [r.status for r in await peer.responses()] == [200]
+
+
+async def test_call_limit_answers_503_with_retry_after(endpoint) -> None:
+    peer = Peer(endpoint.config.port)
+    for i in range(5):  # max_calls is 3
+        await peer.send(invite(f"flood{i}"))
+    responses = await peer.responses(1.0)
+    final = {r.call_id: r.status for r in responses if r.status >= 200}  # 2xx are retransmitted
+    busy = [r for r in responses if r.status == 503]
+    assert sorted(final.values()) == [200, 200, 200, 503, 503]
+    assert all(r.headers.get("Retry-After") for r in busy)
+
+
+async def test_retransmitted_invite_is_absorbed(endpoint) -> None:
+    peer = Peer(endpoint.config.port)
+    await peer.send(invite("r1"))
+    await peer.send(invite("r1"))
+    responses = await peer.responses()
+    assert len([r for r in responses if r.status == 200]) >= 1
+    assert len(endpoint.calls) == 1
+
+
+async def test_sources_outside_the_allow_list_get_403() -> None:
+    ep = SipEndpoint(SipConfig(port=0, allowed_networks=["10.9.9.0/24"]), lambda *a: "x")
+    await ep.start()
+    try:
+        peer = Peer(ep.config.port)
+        await peer.send(invite("d1"))
+        assert [r.status for r in await peer.responses()] == [403]
+    finally:
+        await ep.stop()
