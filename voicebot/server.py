@@ -60,6 +60,8 @@ def serve(settings: Settings) -> int:
             sip = SipEndpoint(SipConfig(host=settings.sip_host, port=settings.sip_port,
                                         advertised_host=settings.sip_advertised_host,
                                         allowed_networks=settings.sip_allowed_networks,
+                                        provisional=settings.sip_provisional,
+                                        answer_after_s=settings.sip_answer_after_s,
                                         max_calls=settings.max_calls), calls.start)
             await sip.start()
         base = f"http://{settings.host}:{settings.port}"

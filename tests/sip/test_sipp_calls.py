@@ -36,7 +36,8 @@ def server(tmp_path_factory):
     http, sip = free_port(), free_port(socket.SOCK_DGRAM)
     proc = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--port", str(http), "--sip-port", str(sip),
                              "--db", str(tmp / "calls.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "VOICEBOT_SIP_ANSWER_AFTER_S": "1.0",
+                                            "VOICEBOT_MAX_CALLS": "20"})
     base = f"http://127.0.0.1:{http}"
     deadline = time.monotonic() + 120
     while True:
@@ -95,3 +96,29 @@ def test_sipp_call_with_speech_and_dtmf(server) -> None:
     assert [t["text"] for t in caller if t["text"].startswith("[DTMF")] == ["[DTMF 4]", "[DTMF 5]", "[DTMF 6]", "[DTMF 7]"]
     assert any("$2,450.75" in t["text"] for t in rec["turns"] if t["speaker"] == "bot")
     assert rec["ended_at"] is not None
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed; make test installs it")
+def test_cancel_before_answer(server) -> None:
+    before = {c["id"] for c in calls(server["http"])}
+    result = sipp(server, "uac_cancel.xml", "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), timeout=20)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert {c["id"] for c in calls(server["http"])} == before  # never answered: no call record
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed; make test installs it")
+def test_twenty_concurrent_calls(server) -> None:
+    before = {c["id"] for c in calls(server["http"])}
+    result = subprocess.run([SIPP, "-sf", str(SCENARIOS / "uac_listen.xml"), "-i", "127.0.0.1",
+                             "-p", str(free_port(socket.SOCK_DGRAM)), "-mi", "127.0.0.1",
+                             "-mp", str(free_port(socket.SOCK_DGRAM)), "-m", "20", "-l", "20", "-r", "20",
+                             "-timeout", "90s", "-nostdin", "-trace_err", f"127.0.0.1:{server['sip']}"],
+                            capture_output=True, text=True, timeout=150, cwd=server["tmp"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    time.sleep(1.0)
+    new = [c for c in calls(server["http"]) if c["id"] not in before]
+    assert len(new) == 20 and all(c["channel"] == "sip" for c in new)
+    for call in new:
+        rec = record(server["http"], call["id"])
+        assert rec["turns"] and rec["turns"][0]["text"] == "Thank you for calling Example Bank."
+        assert rec["ended_at"] is not None

@@ -208,7 +208,8 @@ class Segmenter:
     def _finish(self) -> list[SpeechStarted | Utterance]:
         self._speaking = False
         self._speech_run = 0
-        trailing = self._silence_run
+        # Keep ~200 ms of what the VAD called silence: soft word endings ("seven") live there.
+        trailing = max(0, self._silence_run - int(0.2 / WINDOW_S))
         self._silence_run = 0
         frames = self._utterance[: len(self._utterance) - trailing] if trailing else self._utterance
         self._utterance = []

@@ -33,7 +33,8 @@ class SipConfig:
     port: int = 5060
     advertised_host: str | None = None  # the address put in SDP/Contact (NAT)
     rtp_host: str | None = None
-    ringing: bool = True
+    provisional: str = "180"  # 180, 183 or none: what the caller sees before the answer
+    answer_after_s: float = 0.0  # ring this long before answering (a CANCEL may come first)
     max_calls: int = 20
     allowed_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     rtp_timeout_s: float = 30.0
@@ -256,8 +257,12 @@ class SipEndpoint(asyncio.DatagramProtocol):
         call = SipCall(dialog, tx, rtp, addr)
         self.calls[request.call_id] = call
         self._answering.discard(request.call_id)
-        if self.config.ringing:
-            self._respond(tx, dialog.answer(request, 180))
+        if self.config.provisional in ("180", "183"):
+            self._respond(tx, dialog.answer(request, int(self.config.provisional)))
+        if self.config.answer_after_s > 0:
+            await asyncio.sleep(self.config.answer_after_s)
+            if self.calls.get(request.call_id) is not call:  # cancelled while ringing
+                return
         self.session_counter += 1
         body = build_answer(offer, chosen, host, port, self.session_counter).encode()
         self._respond(tx, dialog.answer(request, 200, body, "application/sdp"))
