@@ -35,6 +35,8 @@ class Settings(BaseModel):
     sip_port: int = Field(5060, ge=0, le=65535)
     sip_advertised_host: str | None = Field(None, description="address for SDP/Contact behind NAT")
     sip_allowed_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    sip_credentials: dict[str, str] = Field(default_factory=dict,
+                                            description="digest user → password for callers off the allow-list")
     sip_provisional: Literal["180", "183", "none"] = "180"
     sip_answer_after_s: float = Field(0.0, ge=0, le=30, description="ring before answering")
 

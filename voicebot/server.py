@@ -61,6 +61,7 @@ def serve(settings: Settings) -> int:
                                         advertised_host=settings.sip_advertised_host,
                                         allowed_networks=settings.sip_allowed_networks,
                                         provisional=settings.sip_provisional,
+                                        credentials=settings.sip_credentials,
                                         answer_after_s=settings.sip_answer_after_s,
                                         max_calls=settings.max_calls), calls.start)
             await sip.start()

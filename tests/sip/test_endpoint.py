@@ -140,3 +140,31 @@ async def test_sources_outside_the_allow_list_get_403() -> None:
         assert [r.status for r in await peer.responses()] == [403]
     finally:
         await ep.stop()
+
+
+async def test_digest_authentication_for_callers_off_the_allow_list() -> None:
+    from voicebot.sip.auth import digest_response, parse_digest
+
+    ep = SipEndpoint(SipConfig(port=0, allowed_networks=["10.9.9.0/24"], credentials={"trunk1": "s3cret"}),
+                     lambda *a: "x")
+    await ep.start()
+    try:
+        peer = Peer(ep.config.port)
+        await peer.send(invite("e1"))
+        challenge = [r for r in await peer.responses() if r.status == 401]
+        assert challenge, "expected a 401 challenge"
+        offers = challenge[0].headers.get_all("WWW-Authenticate")
+        assert [parse_digest(o)["algorithm"] for o in offers] == ["SHA-256", "MD5"]
+        nonce = parse_digest(offers[0])["nonce"]
+        answer = digest_response("SHA-256", "trunk1", "voicebot", "s3cret", "INVITE", "sip:bank@127.0.0.1", nonce,
+                                 "auth", "00000001", "xyz")
+        header = (f'Authorization: Digest username="trunk1", realm="voicebot", nonce="{nonce}", '
+                  f'uri="sip:bank@127.0.0.1", response="{answer}", algorithm=SHA-256, qop=auth, nc=00000001, '
+                  f'cnonce="xyz"\r\n')
+        await peer.send(invite("e1", extra=header, branch="z9hG4bKe1-2").replace(b"CSeq: 1 INVITE", b"CSeq: 2 INVITE"))
+        assert 200 in [r.status for r in await peer.responses()]
+        wrong = header.replace(answer, "0" * 64)
+        await peer.send(invite("e2", extra=wrong))
+        assert [r.status for r in await peer.responses() if r.status >= 200 and r.call_id == "e2"] == [403]
+    finally:
+        await ep.stop()

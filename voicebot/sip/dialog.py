@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from voicebot.sip.message import SipRequest, SipResponse, parse_name_addr
 
 REASONS = {100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 400: "Bad Request",
-           403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
            415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
            481: "Call/Transaction Does Not Exist", 486: "Busy Here", 487: "Request Terminated",
            488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",

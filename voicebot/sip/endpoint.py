@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter
 
 from voicebot.media import MediaStream
+from voicebot.sip.auth import DigestAuthenticator
 from voicebot.sip.dialog import ALLOW, REASONS, UasDialog, new_tag, response_to
 from voicebot.sip.message import SipParseError, SipRequest, SipResponse, parse
 from voicebot.sip.rtp import RtpReceiver, RtpSender, RtpSession
@@ -38,6 +39,8 @@ class SipConfig:
     max_calls: int = 20
     allowed_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     rtp_timeout_s: float = 30.0
+    credentials: dict[str, str] = field(default_factory=dict)  # digest users for sources off the allow-list
+    realm: str = "voicebot"
 
     @property
     def public_host(self) -> str:
@@ -69,6 +72,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self._timer: asyncio.Task[None] | None = None
         self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_networks]
         self.session_counter = int(time.time())
+        self.auth = DigestAuthenticator(config.realm, config.credentials) if config.credentials else None
 
     # ------------------------------------------------------------------ asyncio glue
 
@@ -202,9 +206,19 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self._respond(tx, response_to(request, 481))
             return
         if not self._allowed(addr):
-            SIP_MESSAGES.labels("forbidden").inc()
-            self._respond(tx, response_to(request, 403, to_tag=new_tag()))
-            return
+            verdict = self.auth.verify("INVITE", request.headers.get("Authorization")) if self.auth else "bad"
+            if verdict in ("missing", "stale") and self.auth is not None:
+                SIP_MESSAGES.labels("auth_challenge").inc()
+                response = response_to(request, 401, to_tag=new_tag())
+                for value in self.auth.challenge(stale=verdict == "stale"):
+                    response.headers.add("WWW-Authenticate", value)
+                self._respond(tx, response)
+                return
+            if verdict != "ok":
+                SIP_MESSAGES.labels("forbidden").inc()
+                log.info("SIP: refused INVITE from %s (%s)", addr, verdict)
+                self._respond(tx, response_to(request, 403, to_tag=new_tag()))
+                return
         required = [r.strip() for r in request.headers.get_all("Require") if r.strip()]
         if required:
             response = response_to(request, 420, to_tag=new_tag())
