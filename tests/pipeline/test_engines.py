@@ -135,3 +135,10 @@ def test_smart_turn_ends_complete_turns_early_and_waits_on_incomplete(tts: Piper
         assert pauses and not [e for e in events if isinstance(e, Utterance)]  # the 1 s fallback has not passed
         ended = seg.end_turn(pauses[-1].pause_id) if model.complete_probability(pauses[-1].pcm) >= 0.5 else []
         assert bool(ended) == complete
+
+
+def test_whisper_base_multilingual_detects_english(tts: PiperEngine) -> None:
+    base = WhisperEngine(str(resolve("asr_base")), AsrConfig(language=None))  # joined by `models prepare`
+    assert base.multilingual
+    result = base.transcribe_pcm(*piper(tts, "I lost my card and I need to block it."))
+    assert result.language == "en" and "lost my card" in words(result.text), result
