@@ -37,6 +37,8 @@ class Settings(BaseModel):
     sip_allowed_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     sip_credentials: dict[str, str] = Field(default_factory=dict,
                                             description="digest user → password for callers off the allow-list")
+    sip_tcp: bool = True
+    sip_max_setups_per_s: float = Field(10.0, gt=0, description="INVITEs accepted per second; more get 503")
     sip_provisional: Literal["180", "183", "none"] = "180"
     sip_answer_after_s: float = Field(0.0, ge=0, le=30, description="ring before answering")
 

@@ -61,7 +61,8 @@ def serve(settings: Settings) -> int:
                                         advertised_host=settings.sip_advertised_host,
                                         allowed_networks=settings.sip_allowed_networks,
                                         provisional=settings.sip_provisional,
-                                        credentials=settings.sip_credentials,
+                                        credentials=settings.sip_credentials, tcp=settings.sip_tcp,
+                                        max_setups_per_s=settings.sip_max_setups_per_s,
                                         answer_after_s=settings.sip_answer_after_s,
                                         max_calls=settings.max_calls), calls.start)
             await sip.start()
@@ -71,7 +72,8 @@ def serve(settings: Settings) -> int:
         print(f"  call records   {base}/api/calls   metrics {base}/metrics   API docs {base}/docs", flush=True)
         print(f"  text chat API  {base}/api/chat", flush=True)
         if sip is not None:
-            print(f"  SIP (UDP)      sip:voicebot@{settings.sip_host}:{sip.config.port}", flush=True)
+            transports = "UDP+TCP" if settings.sip_tcp else "UDP"
+            print(f"  SIP ({transports})  sip:voicebot@{settings.sip_host}:{sip.config.port}", flush=True)
         print("  agent desktop: not built yet (ACD issue)", flush=True)
         yield
         watcher.cancel()

@@ -168,3 +168,31 @@ async def test_digest_authentication_for_callers_off_the_allow_list() -> None:
         assert [r.status for r in await peer.responses() if r.status >= 200 and r.call_id == "e2"] == [403]
     finally:
         await ep.stop()
+
+
+async def test_call_setup_rate_limit() -> None:
+    ep = SipEndpoint(SipConfig(port=0, max_setups_per_s=2, max_calls=50), lambda *a: "x")
+    await ep.start()
+    try:
+        peer = Peer(ep.config.port)
+        for i in range(5):
+            await peer.send(invite(f"rate{i}"))
+        final = {r.call_id: r.status for r in await peer.responses(0.8) if r.status >= 200}
+        assert sorted(final.values()) == [200, 200, 503, 503, 503]
+    finally:
+        await ep.stop()
+
+
+async def test_options_over_tcp(endpoint) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.config.port)
+    request = (b"OPTIONS sip:bank@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKtcp\r\n"
+               b"From: <sip:a@b>;tag=1\r\nTo: <sip:bank@127.0.0.1>\r\nCall-ID: tcp1\r\nCSeq: 1 OPTIONS\r\n"
+               b"Content-Length: 0\r\n\r\n")
+    writer.write(request[:40])  # split across segments: framing is by Content-Length
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(request[40:] + b"garbage that is not SIP\r\n\r\n")
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(65536), 2)
+    assert data.startswith(b"SIP/2.0 200 OK")
+    writer.close()

@@ -33,11 +33,12 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sip")
-    http, sip = free_port(), free_port(socket.SOCK_DGRAM)
+    http, sip = free_port(), free_port_both()
     proc = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--port", str(http), "--sip-port", str(sip),
                              "--db", str(tmp / "calls.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "VOICEBOT_SIP_ANSWER_AFTER_S": "1.0",
-                                            "VOICEBOT_MAX_CALLS": "20"})
+                                            "VOICEBOT_MAX_CALLS": "20",
+                                            "VOICEBOT_SIP_MAX_SETUPS_PER_S": "50"})
     base = f"http://127.0.0.1:{http}"
     deadline = time.monotonic() + 120
     while True:
@@ -50,6 +51,19 @@ def server(tmp_path_factory):
     yield {"http": base, "sip": sip, "tmp": tmp}
     proc.terminate()
     proc.wait(timeout=20)
+
+
+def free_port_both() -> int:
+    """A port free for both UDP and TCP (SIP listens on both)."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
 
 
 def calls(base: str) -> list[dict]:
@@ -122,3 +136,16 @@ def test_twenty_concurrent_calls(server) -> None:
         rec = record(server["http"], call["id"])
         assert rec["turns"] and rec["turns"][0]["text"] == "Thank you for calling Example Bank."
         assert rec["ended_at"] is not None
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed; make test installs it")
+def test_call_over_tcp(server) -> None:
+    before = {c["id"] for c in calls(server["http"])}
+    result = subprocess.run([SIPP, "-sf", str(SCENARIOS / "uac_listen.xml"), "-t", "t1", "-i", "127.0.0.1",
+                             "-p", str(free_port()), "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)),
+                             "-m", "1", "-timeout", "30s", "-nostdin", "-trace_err", f"127.0.0.1:{server['sip']}"],
+                            capture_output=True, text=True, timeout=60, cwd=server["tmp"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    time.sleep(0.5)
+    new = [c for c in calls(server["http"]) if c["id"] not in before]
+    assert len(new) == 1 and new[0]["channel"] == "sip"

@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from voicebot.media import MediaStream
 from voicebot.sip.auth import DigestAuthenticator
 from voicebot.sip.dialog import ALLOW, REASONS, UasDialog, new_tag, response_to
-from voicebot.sip.message import SipParseError, SipRequest, SipResponse, parse
+from voicebot.sip.message import SipParseError, SipRequest, SipResponse, StreamParser, parse
 from voicebot.sip.rtp import RtpReceiver, RtpSender, RtpSession
 from voicebot.sip.sdp import NotAcceptable, SdpError, build_answer, negotiate, parse_sdp
 from voicebot.sip.transaction import Send, ServerTransaction, ServerTransactions, TimedOut
@@ -39,6 +39,8 @@ class SipConfig:
     max_calls: int = 20
     allowed_networks: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     rtp_timeout_s: float = 30.0
+    tcp: bool = True
+    max_setups_per_s: float = 10.0  # new INVITEs accepted per second (burst: one second's worth)
     credentials: dict[str, str] = field(default_factory=dict)  # digest users for sources off the allow-list
     realm: str = "voicebot"
 
@@ -56,6 +58,7 @@ class SipCall:
     answered: bool = False
     started: bool = False
     call_id: str | None = None
+    transport: str = "UDP"
 
 
 StartCall = Callable[[MediaStream, str, str], str]  # (stream, channel, caller) -> call record id
@@ -70,16 +73,46 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self._answering: set[str] = set()  # INVITEs accepted, media being set up
         self.transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.Task[None] | None = None
+        self._tcp_server: asyncio.base_events.Server | None = None
+        self._tcp_writers: dict[tuple[str, int], asyncio.StreamWriter] = {}
         self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_networks]
         self.session_counter = int(time.time())
         self.auth = DigestAuthenticator(config.realm, config.credentials) if config.credentials else None
+        self._setup_tokens = max(1.0, config.max_setups_per_s)
+        self._setup_tokens_at = time.monotonic()
 
     # ------------------------------------------------------------------ asyncio glue
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: self, local_addr=(self.config.host, self.config.port))
+        if self.config.tcp:
+            self._tcp_server = await asyncio.start_server(self._tcp_connection, self.config.host, self.config.port)
         self._timer = asyncio.create_task(self._timers(), name="sip-timers")
+
+    async def _tcp_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One TCP connection: Content-Length framing; responses go back the same way."""
+        peer = writer.get_extra_info("peername")[:2]
+        self._tcp_writers[peer] = writer
+        parser = StreamParser()
+        try:
+            while data := await reader.read(65536):
+                for message in parser.feed(data):
+                    try:
+                        self._dispatch(message, peer, reliable=True)
+                    except Exception:
+                        SIP_MESSAGES.labels("internal_error").inc()
+                        log.exception("SIP/TCP: failed to handle a message from %s", peer)
+                await writer.drain()
+                if parser.error is not None:
+                    SIP_MESSAGES.labels("malformed").inc()
+                    log.info("SIP/TCP: closing %s: %s", peer, parser.error.reason)
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._tcp_writers.pop(peer, None)
+            writer.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -94,7 +127,10 @@ class SipEndpoint(asyncio.DatagramProtocol):
             log.exception("SIP: failed to handle a datagram from %s", addr)
 
     def _send(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is not None:
+        writer = self._tcp_writers.get(addr)
+        if writer is not None:
+            writer.write(data)
+        elif self.transport is not None:
             self.transport.sendto(data, addr)
 
     def _out(self, outputs: list) -> None:
@@ -119,6 +155,10 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self._timer.cancel()
         if self.transport is not None:
             self.transport.close()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        for writer in list(self._tcp_writers.values()):
+            writer.close()
 
     # ------------------------------------------------------------------ requests
 
@@ -132,16 +172,19 @@ class SipEndpoint(asyncio.DatagramProtocol):
             log.info("SIP: malformed message from %s: %s", addr, exc.reason)
             self._reject_malformed(data, addr, exc)
             return
+        self._dispatch(message, addr, reliable=False)
+
+    def _dispatch(self, message: SipRequest | SipResponse, addr: tuple[str, int], reliable: bool) -> None:
         if isinstance(message, SipResponse):
             SIP_MESSAGES.labels("response").inc()
             return  # responses to our BYEs: nothing to do
         SIP_MESSAGES.labels(message.method.lower() if message.method in ALLOW else "other").inc()
         now = time.monotonic()
         if message.method == "ACK":
-            self.transactions.receive(message, addr, now)
+            self.transactions.receive(message, addr, now, reliable)
             self._on_ack(message)
             return
-        tx, outputs = self.transactions.receive(message, addr, now)
+        tx, outputs = self.transactions.receive(message, addr, now, reliable)
         self._out(outputs)
         if tx is None:
             return  # a retransmission, already answered
@@ -191,6 +234,18 @@ class SipEndpoint(asyncio.DatagramProtocol):
             return False
         return any(ip in net for net in self._networks)
 
+    def _take_setup_token(self) -> bool:
+        """Token bucket on call setups: an INVITE flood gets 503s, not a stalled server."""
+        now = time.monotonic()
+        capacity = max(1.0, self.config.max_setups_per_s)
+        self._setup_tokens = min(capacity, self._setup_tokens + (now - self._setup_tokens_at) * self.config.max_setups_per_s)
+        self._setup_tokens_at = now
+        if self._setup_tokens < 1.0:
+            SIP_MESSAGES.labels("rate_limited").inc()
+            return False
+        self._setup_tokens -= 1.0
+        return True
+
     def _on_options(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int]) -> None:
         response = response_to(request, 200, to_tag=new_tag())
         response.headers.add("Accept", "application/sdp")
@@ -225,7 +280,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             response.headers.add("Unsupported", ", ".join(required))
             self._respond(tx, response)
             return
-        if len(self.calls) + len(self._answering) >= self.config.max_calls:
+        if not self._take_setup_token() or len(self.calls) + len(self._answering) >= self.config.max_calls:
             response = response_to(request, 503, to_tag=new_tag())
             response.headers.add("Retry-After", "5")
             self._respond(tx, response)
@@ -268,7 +323,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self._answering.discard(request.call_id)
             self._respond(tx, response_to(request, 503, to_tag=dialog.local_tag))
             return
-        call = SipCall(dialog, tx, rtp, addr)
+        call = SipCall(dialog, tx, rtp, addr, transport="TCP" if tx.reliable else "UDP")
         self.calls[request.call_id] = call
         self._answering.discard(request.call_id)
         if self.config.provisional in ("180", "183"):
@@ -325,7 +380,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         call.dialog.state = "terminated"
         self.calls.pop(call.dialog.call_id, None)
         if call.answered:
-            bye = call.dialog.request("BYE", self.config.public_host, self.config.port,
+            bye = call.dialog.request("BYE", self.config.public_host, self.config.port, call.transport,
                                       extra=[("Reason", f'SIP;cause=200;text="{reason[:60]}"')])
             self._send(bye.encode(), call.source)
         await call.rtp.close(reason)

@@ -263,21 +263,35 @@ def _check_request(request: SipRequest) -> None:
 
 
 class StreamParser:
-    """Cuts a TCP byte stream into messages by Content-Length."""
+    """Cuts a TCP byte stream into messages by Content-Length.
+
+    ``feed`` returns every complete message; when the stream turns unparseable it sets
+    ``error`` (the connection must then be closed: framing is lost) after what came before."""
 
     def __init__(self) -> None:
         self._buffer = b""
+        self.error: SipParseError | None = None
 
     def feed(self, data: bytes) -> list[SipMessage]:
-        self._buffer += data
         messages: list[SipMessage] = []
+        if self.error is not None:
+            return messages
+        self._buffer += data
+        try:
+            self._cut(messages)
+        except SipParseError as exc:
+            self.error = exc
+            self._buffer = b""
+        return messages
+
+    def _cut(self, messages: list[SipMessage]) -> None:
         while True:
             self._buffer = self._buffer.lstrip(b"\r\n")
             match = re.search(rb"\r?\n\r?\n", self._buffer)
             if match is None:
                 if len(self._buffer) > MAX_MESSAGE_BYTES:
                     raise SipParseError("headers too large", 513)
-                return messages
+                return
             head = self._buffer[: match.start()]
             length_match = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d{1,9})[ \t]*\r?$", head)
             if length_match is None:
@@ -286,7 +300,7 @@ class StreamParser:
             if end > MAX_MESSAGE_BYTES:
                 raise SipParseError("message too large", 513)
             if len(self._buffer) < end:
-                return messages
+                return
             frame, self._buffer = self._buffer[:end], self._buffer[end:]
             messages.append(parse(frame, datagram=False))
 
