@@ -3,6 +3,7 @@ and the pipeline.  PCM is 16-bit mono with its rate stated; DTMF arrives as even
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -114,3 +115,63 @@ class OutputBuffer:
     @property
     def pending(self) -> bool:
         return bool(self._frames or self._partial)
+
+
+class EdgeStream:
+    """What every network edge's MediaStream shares: a bounded queue of caller events, the
+    output buffer its sender pulls every 20 ms, and an idempotent close.  Subclasses feed
+    ``put()`` from their receive path and release their transport in ``_release()``."""
+
+    def __init__(self, output_sample_rate: int, max_events: int = 500) -> None:
+        self.output_sample_rate = output_sample_rate
+        self.output = OutputBuffer(output_sample_rate)
+        self._events: asyncio.Queue[MediaEvent] = asyncio.Queue(maxsize=max_events)
+        self._closed = asyncio.Event()
+        self.close_reason: str | None = None
+        self.dropped_events = 0
+
+    def put(self, event: MediaEvent) -> None:
+        """Queue a caller event; if the pipeline has stalled, drop rather than grow."""
+        try:
+            self._events.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped_events += 1
+
+    async def events(self) -> AsyncIterator[MediaEvent]:
+        while not self._closed.is_set():
+            getter = asyncio.ensure_future(self._events.get())
+            closer = asyncio.ensure_future(self._closed.wait())
+            done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                return
+            closer.cancel()
+            yield getter.result()
+
+    async def write(self, pcm: bytes, sample_rate: int) -> None:
+        from voicebot.audio import resample
+
+        self.output.write(resample(pcm, sample_rate, self.output_sample_rate))
+
+    def clear(self) -> PlayoutReport:
+        return self.output.clear()
+
+    def playout(self) -> PlayoutReport:
+        return self.output.report()
+
+    async def close(self, reason: str) -> None:
+        if self._closed.is_set():
+            return
+        self.close_reason = reason
+        self._closed.set()
+        await self._release()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def _release(self) -> None:
+        """Free the transport (sockets, peer connection)."""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()

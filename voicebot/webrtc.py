@@ -11,14 +11,13 @@ import asyncio
 import fractions
 import logging
 import time
-from collections.abc import AsyncIterator
 
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
-from voicebot.media import AudioChunk, Dtmf, MediaEvent, OutputBuffer, PlayoutReport
+from voicebot.media import AudioChunk, Dtmf, EdgeStream, OutputBuffer
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +55,10 @@ class BotAudioTrack(MediaStreamTrack):
         return frame
 
 
-class WebRtcCallerLeg:
-    output_sample_rate = RATE
-
+class WebRtcCallerLeg(EdgeStream):
     def __init__(self) -> None:
+        super().__init__(RATE)
         self.pc = RTCPeerConnection()
-        self.output = OutputBuffer(RATE)
-        self._events: asyncio.Queue[MediaEvent | None] = asyncio.Queue(maxsize=500)
-        self._closed = asyncio.Event()
-        self.close_reason: str | None = None
         self.pc.addTrack(BotAudioTrack(self.output))
 
         @self.pc.on("track")
@@ -79,7 +73,7 @@ class WebRtcCallerLeg:
                 digits = message if isinstance(message, str) else ""
                 for digit in digits[:32]:
                     if digit in "0123456789*#":
-                        self._put(Dtmf(digit))
+                        self.put(Dtmf(digit))
 
         @self.pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -91,14 +85,8 @@ class WebRtcCallerLeg:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription
 
-    def _put(self, event: MediaEvent | None) -> None:
-        try:
-            self._events.put_nowait(event)
-        except asyncio.QueueFull:  # the pipeline is stalled: drop rather than grow without bound
-            log.warning("webrtc leg: input queue full, dropping audio")
-
     async def _pump(self, track: MediaStreamTrack) -> None:
-        while not self._closed.is_set():
+        while not self.closed:
             try:
                 frame = await track.recv()
             except MediaStreamError:
@@ -112,41 +100,8 @@ class WebRtcCallerLeg:
                 samples = samples.reshape(-1, channels).mean(axis=1)
             if samples.dtype != np.int16:
                 samples = np.clip(samples, -32768, 32767)
-            self._put(AudioChunk(samples.astype(np.int16).tobytes(), frame.sample_rate))
+            self.put(AudioChunk(samples.astype(np.int16).tobytes(), frame.sample_rate))
         await self.close("caller_left")
 
-    async def events(self) -> AsyncIterator[MediaEvent]:
-        while True:
-            getter = asyncio.ensure_future(self._events.get())
-            closer = asyncio.ensure_future(self._closed.wait())
-            done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                return
-            closer.cancel()
-            event = getter.result()
-            if event is None:
-                return
-            yield event
-
-    async def write(self, pcm: bytes, sample_rate: int) -> None:
-        from voicebot.audio import resample
-
-        self.output.write(resample(pcm, sample_rate, RATE))
-
-    def clear(self) -> PlayoutReport:
-        return self.output.clear()
-
-    def playout(self) -> PlayoutReport:
-        return self.output.report()
-
-    async def close(self, reason: str) -> None:
-        if self._closed.is_set():
-            return
-        self.close_reason = reason
-        self._closed.set()
+    async def _release(self) -> None:
         await self.pc.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()

@@ -369,7 +369,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
 
     async def _watch(self, call: SipCall) -> None:
         """When the bot ends the call (hangup or transfer), send BYE."""
-        await call.rtp._closed.wait()
+        await call.rtp.wait_closed()
         log.info("SIP call %s ended (%s); rtp %s", call.dialog.call_id, call.rtp.close_reason, call.rtp.receiver.stats)
         if call.dialog.state == "confirmed" and call.rtp.close_reason not in ("caller_bye", "cancelled"):
             await self._hang_up(call, call.rtp.close_reason or "ended")

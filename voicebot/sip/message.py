@@ -87,41 +87,39 @@ class Headers:
         return iter(self.items)
 
 
+class _Identity:
+    """Call-ID and CSeq, which requests and responses read alike."""
+
+    headers: Headers
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("Call-ID") or ""
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        return parse_cseq(self.headers.get("CSeq") or "")
+
+
 @dataclass
-class SipRequest:
+class SipRequest(_Identity):
     method: str
     uri: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = "SIP/2.0"
 
-    @property
-    def call_id(self) -> str:
-        return self.headers.get("Call-ID") or ""
-
-    @property
-    def cseq(self) -> tuple[int, str]:
-        return parse_cseq(self.headers.get("CSeq") or "")
-
     def encode(self) -> bytes:
         return _encode(f"{self.method} {self.uri} {self.version}", self.headers, self.body)
 
 
 @dataclass
-class SipResponse:
+class SipResponse(_Identity):
     status: int
     reason: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = "SIP/2.0"
-
-    @property
-    def call_id(self) -> str:
-        return self.headers.get("Call-ID") or ""
-
-    @property
-    def cseq(self) -> tuple[int, str]:
-        return parse_cseq(self.headers.get("CSeq") or "")
 
     def encode(self) -> bytes:
         return _encode(f"{self.version} {self.status} {self.reason}", self.headers, self.body)

@@ -13,8 +13,7 @@ import logging
 import random
 import struct
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from aiortc.codecs.g711 import PcmaDecoder, PcmaEncoder, PcmuDecoder, PcmuEncoder
@@ -22,8 +21,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 from av import AudioFrame
 
-from voicebot.audio import resample
-from voicebot.media import AudioChunk, Dtmf, MediaEvent, OutputBuffer, PlayoutReport
+from voicebot.media import AudioChunk, Dtmf, EdgeStream, MediaEvent
 
 log = logging.getLogger(__name__)
 
@@ -147,22 +145,17 @@ class RtpSender:
         return packet.serialize()
 
 
-@dataclass
-class RtpSession:
+class RtpSession(EdgeStream):
     """A call's RTP as a MediaStream: symmetric RTP, paced 20 ms output, inactivity timeout."""
 
-    receiver: RtpReceiver
-    sender: RtpSender
-    remote: tuple[str, int]
-    inactivity_timeout_s: float = 30.0
-    output_sample_rate: int = RATE
-    on_hold: bool = False
-    close_reason: str | None = None
-    _events: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=500))
-
-    def __post_init__(self) -> None:
-        self.output = OutputBuffer(RATE)
-        self._closed = asyncio.Event()
+    def __init__(self, receiver: RtpReceiver, sender: RtpSender, remote: tuple[str, int],
+                 inactivity_timeout_s: float = 30.0, on_hold: bool = False) -> None:
+        super().__init__(RATE)
+        self.receiver = receiver
+        self.sender = sender
+        self.remote = remote
+        self.inactivity_timeout_s = inactivity_timeout_s
+        self.on_hold = on_hold
         self._transport: asyncio.DatagramTransport | None = None
         self._pacer: asyncio.Task[None] | None = None
         self.local_port = 0
@@ -174,7 +167,7 @@ class RtpSession:
 
         class Protocol(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                session._received(data, addr)
+                session._received(data)
 
         transport, _ = await loop.create_datagram_endpoint(Protocol, local_addr=(host, port))
         self._transport = transport  # type: ignore[assignment]
@@ -182,17 +175,14 @@ class RtpSession:
         self._pacer = asyncio.create_task(self._pace(), name="rtp-pacer")
         return self.local_port
 
-    def _received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _received(self, data: bytes) -> None:
         if self.closed:
             return
         now = time.monotonic()
         for event in self.receiver.receive(data, now):
             if isinstance(event, AudioChunk):
                 self._last_audio = now
-            try:
-                self._events.put_nowait(event)
-            except asyncio.QueueFull:
-                self.receiver.stats.late_or_duplicate += 1
+            self.put(event)
 
     async def _pace(self) -> None:
         start = time.monotonic()
@@ -205,51 +195,20 @@ class RtpSession:
                 await asyncio.sleep(delay)
             now = time.monotonic()
             for event in self.receiver.poll(now):
-                self._events.put_nowait(event)
-            if now - self._last_audio > 0.06 and not self._events.full():
+                self.put(event)
+            if now - self._last_audio > 0.06:
                 # Silence suppression, DTX or a DTMF burst: the caller's clock keeps running,
                 # so the pipeline hears silence (and can end the turn), not a frozen stream.
-                self._events.put_nowait(AudioChunk(bytes(SAMPLES * 2), RATE))
+                self.put(AudioChunk(bytes(SAMPLES * 2), RATE))
             if self._transport is not None and not self.on_hold:
                 self._transport.sendto(self.sender.packet(self.output.pull()), self.remote)
-                self.sender_stats_sent()
+                self.receiver.stats.sent += 1
             if not self.on_hold and now - self.receiver.last_packet_at > self.inactivity_timeout_s:
                 await self.close("rtp_timeout")
 
-    def sender_stats_sent(self) -> None:
-        self.receiver.stats.sent += 1
-
-    async def events(self) -> AsyncIterator[MediaEvent]:
-        while not self.closed:
-            getter = asyncio.ensure_future(self._events.get())
-            closer = asyncio.ensure_future(self._closed.wait())
-            done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                return
-            closer.cancel()
-            yield getter.result()
-
-    async def write(self, pcm: bytes, sample_rate: int) -> None:
-        self.output.write(resample(pcm, sample_rate, RATE))
-
-    def clear(self) -> PlayoutReport:
-        return self.output.clear()
-
-    def playout(self) -> PlayoutReport:
-        return self.output.report()
-
-    async def close(self, reason: str) -> None:
-        if self._closed.is_set():
-            return
-        self.close_reason = reason
-        self._closed.set()
+    async def _release(self) -> None:
         if self._transport is not None:
             self._transport.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
 
 
 def g711_encode(pcm: bytes, codec: str = "PCMU") -> bytes:
