@@ -3,6 +3,7 @@ then command-line flags.  Embedded defaults need nothing: SQLite, the sample ban
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,8 @@ class Settings(BaseModel):
     sip_credentials: dict[str, str] = Field(default_factory=dict,
                                             description="digest user → password for callers off the allow-list")
     sip_tcp: bool = True
+    sip_transfer_targets: dict[str, str] = Field(
+        default_factory=dict, description="queue → SIP URI: transfers to these queues go out by REFER")
     sip_max_setups_per_s: float = Field(10.0, gt=0, description="INVITEs accepted per second; more get 503")
     sip_provisional: Literal["180", "183", "none"] = "180"
     sip_answer_after_s: float = Field(0.0, ge=0, le=30, description="ring before answering")
@@ -60,6 +63,12 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     for name in Settings.model_fields:
         value = os.environ.get(f"VOICEBOT_{name.upper()}")
         if value is not None:
+            if value.strip()[:1] in ("{", "["):  # lists and maps come as JSON in the environment
+                try:
+                    data[name] = json.loads(value)
+                    continue
+                except ValueError:
+                    raise SettingsError(f"VOICEBOT_{name.upper()} is not valid JSON") from None
             data[name] = value
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:

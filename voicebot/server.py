@@ -63,8 +63,10 @@ def serve(settings: Settings) -> int:
                                         provisional=settings.sip_provisional,
                                         credentials=settings.sip_credentials, tcp=settings.sip_tcp,
                                         max_setups_per_s=settings.sip_max_setups_per_s,
+                                        transfer_targets=settings.sip_transfer_targets,
+                                        context_base_url=f"http://{settings.host}:{settings.port}",
                                         answer_after_s=settings.sip_answer_after_s,
-                                        max_calls=settings.max_calls), calls.start)
+                                        max_calls=settings.max_calls), calls.start, store.get_call)
             await sip.start()
         base = f"http://{settings.host}:{settings.port}"
         print(f"voicebot: serving domain {registry.current.name!r} from {settings.domain}", flush=True)

@@ -38,7 +38,8 @@ def server(tmp_path_factory):
                              "--db", str(tmp / "calls.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "VOICEBOT_SIP_ANSWER_AFTER_S": "1.0",
                                             "VOICEBOT_MAX_CALLS": "20",
-                                            "VOICEBOT_SIP_MAX_SETUPS_PER_S": "50"})
+                                            "VOICEBOT_SIP_MAX_SETUPS_PER_S": "50",
+                                            "VOICEBOT_SIP_TRANSFER_TARGETS": '{"general": "sip:agents@127.0.0.1:5999"}'})
     base = f"http://127.0.0.1:{http}"
     deadline = time.monotonic() + 120
     while True:
@@ -149,3 +150,20 @@ def test_call_over_tcp(server) -> None:
     time.sleep(0.5)
     new = [c for c in calls(server["http"]) if c["id"] not in before]
     assert len(new) == 1 and new[0]["channel"] == "sip"
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed; make test installs it")
+def test_agent_request_is_transferred_by_refer(server) -> None:
+    shutil.copy(DTMF_PCAPS / "dtmf_2833_0.pcap", server["tmp"] / "dtmf_2833_0.pcap")
+    before = {c["id"] for c in calls(server["http"])}
+    result = sipp(server, "uac_transfer_refer.xml", "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)),
+                  "-trace_msg", timeout=60)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    messages = next(server["tmp"].glob("uac_transfer_refer_*_messages.log")).read_text()
+    refer = messages[messages.index("REFER sip:"):]
+    refer = refer[: refer.index("\n\n")]
+    assert "Refer-To: <sip:agents@127.0.0.1:5999?" in refer and "X-Voicebot-Reason=caller_request" in refer
+    assert "X-Voicebot-Queue: general" in refer and "User-to-User: " in refer and "encoding=hex" in refer
+    new = [c for c in calls(server["http"]) if c["id"] not in before]
+    assert len(new) == 1 and f"X-Voicebot-Context: {server['http']}/api/calls/{new[0]['id']}" in refer
+    assert new[0]["transfer"]["queue"] == "general" and new[0]["transfer"]["reason"] == "caller_request"

@@ -41,6 +41,8 @@ class SipConfig:
     rtp_timeout_s: float = 30.0
     tcp: bool = True
     max_setups_per_s: float = 10.0  # new INVITEs accepted per second (burst: one second's worth)
+    transfer_targets: dict[str, str] = field(default_factory=dict)  # queue → SIP URI for REFER
+    context_base_url: str = "http://127.0.0.1:8080"
     credentials: dict[str, str] = field(default_factory=dict)  # digest users for sources off the allow-list
     realm: str = "voicebot"
 
@@ -62,12 +64,16 @@ class SipCall:
 
 
 StartCall = Callable[[MediaStream, str, str], str]  # (stream, channel, caller) -> call record id
+DescribeCall = Callable[[str], "dict | None"]  # call record id -> the record (for handoff headers)
 
 
 class SipEndpoint(asyncio.DatagramProtocol):
-    def __init__(self, config: SipConfig, start_call: StartCall) -> None:
+    def __init__(self, config: SipConfig, start_call: StartCall, describe_call: DescribeCall | None = None) -> None:
         self.config = config
         self.start_call = start_call
+        self.describe_call = describe_call or (lambda _id: None)
+        self._pending: dict[tuple[str, int], asyncio.Future[int]] = {}  # our requests awaiting a final answer
+        self._notify: dict[str, asyncio.Queue[int]] = {}  # call → sipfrag statuses of its REFER
         self.transactions = ServerTransactions()
         self.calls: dict[str, SipCall] = {}
         self._answering: set[str] = set()  # INVITEs accepted, media being set up
@@ -177,7 +183,10 @@ class SipEndpoint(asyncio.DatagramProtocol):
     def _dispatch(self, message: SipRequest | SipResponse, addr: tuple[str, int], reliable: bool) -> None:
         if isinstance(message, SipResponse):
             SIP_MESSAGES.labels("response").inc()
-            return  # responses to our BYEs: nothing to do
+            waiter = self._pending.get((message.call_id, message.cseq[0]))
+            if waiter is not None and message.status >= 200 and not waiter.done():
+                waiter.set_result(message.status)
+            return
         SIP_MESSAGES.labels(message.method.lower() if message.method in ALLOW else "other").inc()
         now = time.monotonic()
         if message.method == "ACK":
@@ -189,7 +198,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         if tx is None:
             return  # a retransmission, already answered
         handler = {"INVITE": self._on_invite, "BYE": self._on_bye, "CANCEL": self._on_cancel,
-                   "OPTIONS": self._on_options}.get(message.method)
+                   "OPTIONS": self._on_options, "NOTIFY": self._on_notify}.get(message.method)
         if handler is not None:
             handler(message, tx, addr)
         elif message.method in KNOWN_METHODS:
@@ -371,8 +380,71 @@ class SipEndpoint(asyncio.DatagramProtocol):
         """When the bot ends the call (hangup or transfer), send BYE."""
         await call.rtp.wait_closed()
         log.info("SIP call %s ended (%s); rtp %s", call.dialog.call_id, call.rtp.close_reason, call.rtp.receiver.stats)
-        if call.dialog.state == "confirmed" and call.rtp.close_reason not in ("caller_bye", "cancelled"):
-            await self._hang_up(call, call.rtp.close_reason or "ended")
+        reason = call.rtp.close_reason or "ended"
+        if call.dialog.state == "confirmed" and reason not in ("caller_bye", "cancelled"):
+            queue = reason.partition(":")[2] if reason.startswith("transfer:") else ""
+            if queue in self.config.transfer_targets:
+                await self._refer(call, self.config.transfer_targets[queue])
+            await self._hang_up(call, reason)
+
+    async def _request(self, call: SipCall, method: str, extra: list[tuple[str, str]], timeout_s: float = 8.0) -> int:
+        """Send an in-dialog request, retransmitting over UDP (T1 doubling), until a final answer."""
+        request = call.dialog.request(method, self.config.public_host, self.config.port, call.transport, extra=extra)
+        key = (request.call_id, request.cseq[0])
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending[key] = waiter
+        data, interval, deadline = request.encode(), 0.5, time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                self._send(data, call.source)
+                try:
+                    return await asyncio.wait_for(asyncio.shield(waiter), interval if call.transport == "UDP" else timeout_s)
+                except asyncio.TimeoutError:
+                    interval = min(interval * 2, 4.0)
+            return 408
+        finally:
+            self._pending.pop(key, None)
+
+    async def _refer(self, call: SipCall, target: str) -> bool:
+        """Blind transfer: REFER, then follow the NOTIFY sipfrags to a final status."""
+        from voicebot.sip.transfer import handoff_headers, refer_to, user_to_user
+
+        record = self.describe_call(call.call_id or "")
+        headers = handoff_headers(record, f"{self.config.context_base_url}/api/calls/{call.call_id}")
+        uui = user_to_user(headers)
+        statuses: asyncio.Queue[int] = asyncio.Queue()
+        self._notify[call.dialog.call_id] = statuses
+        try:
+            accepted = await self._request(call, "REFER", [
+                ("Refer-To", refer_to(target, headers, uui)),
+                ("Referred-By", f"<{call.dialog.contact}>"), *headers, ("User-to-User", uui)])
+            if not 200 <= accepted < 300:
+                log.warning("SIP: REFER of %s to %s refused (%s)", call.dialog.call_id, target, accepted)
+                return False
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                status = await asyncio.wait_for(statuses.get(), deadline - time.monotonic())
+                if status >= 200:
+                    log.info("SIP: transfer of %s to %s ended %s", call.dialog.call_id, target, status)
+                    return 200 <= status < 300
+            return False
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._notify.pop(call.dialog.call_id, None)
+
+    def _on_notify(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int]) -> None:
+        from voicebot.sip.transfer import sipfrag_status
+
+        call = self.calls.get(request.call_id)
+        queue = self._notify.get(request.call_id)
+        if call is None or queue is None:
+            self._respond(tx, response_to(request, 481))
+            return
+        self._respond(tx, call.dialog.answer(request, 200))
+        status = sipfrag_status(request.body)
+        if status is not None:
+            queue.put_nowait(status)
 
     async def _hang_up(self, call: SipCall, reason: str) -> None:
         if call.dialog.state == "terminated":

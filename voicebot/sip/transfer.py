@@ -1,0 +1,52 @@
+"""Blind transfer out with REFER (RFC 3515): what to put in it, and how to read the NOTIFYs.
+
+The caller's phone (or the PBX that holds the caller) is asked to call the target itself; the
+handoff context travels as X-Voicebot-* headers, as URI headers in Refer-To (so they land in
+the INVITE the transferee sends), and as a User-to-User header (RFC 7433).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+
+def handoff_headers(record: dict[str, Any] | None, context_url: str) -> list[tuple[str, str]]:
+    """X-Voicebot-* headers from a call record: who, why, where, and where to read the rest."""
+    record = record or {}
+    transfer = record.get("transfer") or {}
+    caller_turns = [t for t in record.get("turns", []) if t.get("speaker") == "caller" and t.get("intent")]
+    last = caller_turns[-1] if caller_turns else {}
+    headers = [
+        ("X-Voicebot-Call-Id", str(record.get("id", ""))),
+        ("X-Voicebot-Queue", str(transfer.get("queue", ""))),
+        ("X-Voicebot-Reason", str(transfer.get("reason", ""))),
+        ("X-Voicebot-Priority", str(transfer.get("priority", 0))),
+        ("X-Voicebot-Intent", str(last.get("intent") or "")),
+        ("X-Voicebot-Context", context_url),
+    ]
+    return [(k, _token(v)) for k, v in headers if v]
+
+
+def user_to_user(headers: list[tuple[str, str]]) -> str:
+    """RFC 7433: the essentials hex-encoded, so any PBX can carry them to the agent."""
+    text = ";".join(f"{k[11:].lower()}={v}" for k, v in headers if k in ("X-Voicebot-Call-Id", "X-Voicebot-Reason",
+                                                                         "X-Voicebot-Intent"))
+    return f"{text.encode().hex()};encoding=hex;purpose=call-info"
+
+
+def refer_to(target: str, headers: list[tuple[str, str]], uui: str) -> str:
+    """``<target?X-Voicebot-...=...&User-to-User=...>``: URI headers ride into the new INVITE."""
+    query = "&".join(f"{name}={quote(value, safe='')}" for name, value in [*headers, ("User-to-User", uui)])
+    return f"<{target}?{query}>"
+
+
+def sipfrag_status(body: bytes) -> int | None:
+    """The status line of a message/sipfrag NOTIFY body ("SIP/2.0 200 OK" → 200)."""
+    match = re.match(rb"\s*SIP/2\.0\s+(\d{3})", body)
+    return int(match.group(1)) if match else None
+
+
+def _token(value: str) -> str:
+    return re.sub(r"[\r\n]", " ", value)[:256]
