@@ -66,7 +66,7 @@ def serve(settings: Settings) -> int:
                                         transfer_targets=settings.sip_transfer_targets,
                                         context_base_url=f"http://{settings.host}:{settings.port}",
                                         answer_after_s=settings.sip_answer_after_s,
-                                        max_calls=settings.max_calls), calls.start, store.get_call)
+                                        max_calls=settings.max_calls), calls.start, store.get_call, store.event)
             await sip.start()
         base = f"http://{settings.host}:{settings.port}"
         print(f"voicebot: serving domain {registry.current.name!r} from {settings.domain}", flush=True)

@@ -167,3 +167,7 @@ def test_agent_request_is_transferred_by_refer(server) -> None:
     new = [c for c in calls(server["http"]) if c["id"] not in before]
     assert len(new) == 1 and f"X-Voicebot-Context: {server['http']}/api/calls/{new[0]['id']}" in refer
     assert new[0]["transfer"]["queue"] == "general" and new[0]["transfer"]["reason"] == "caller_request"
+    time.sleep(0.5)
+    events = [e["data"] for e in record(server["http"], new[0]["id"])["events"] if e["kind"] == "sip_transfer"]
+    assert events == [{"method": "REFER", "target": "sip:agents@127.0.0.1:5999", "ok": True,
+                       "refer_status": 202, "target_status": 200}]

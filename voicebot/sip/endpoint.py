@@ -65,13 +65,16 @@ class SipCall:
 
 StartCall = Callable[[MediaStream, str, str], str]  # (stream, channel, caller) -> call record id
 DescribeCall = Callable[[str], "dict | None"]  # call record id -> the record (for handoff headers)
+RecordEvent = Callable[[str, str, dict], None]  # call record id, kind, data
 
 
 class SipEndpoint(asyncio.DatagramProtocol):
-    def __init__(self, config: SipConfig, start_call: StartCall, describe_call: DescribeCall | None = None) -> None:
+    def __init__(self, config: SipConfig, start_call: StartCall, describe_call: DescribeCall | None = None,
+                 record_event: RecordEvent | None = None) -> None:
         self.config = config
         self.start_call = start_call
         self.describe_call = describe_call or (lambda _id: None)
+        self.record_event = record_event or (lambda _id, _kind, _data: None)
         self._pending: dict[tuple[str, int], asyncio.Future[int]] = {}  # our requests awaiting a final answer
         self._notify: dict[str, asyncio.Queue[int]] = {}  # call → sipfrag statuses of its REFER
         self.transactions = ServerTransactions()
@@ -384,7 +387,11 @@ class SipEndpoint(asyncio.DatagramProtocol):
         if call.dialog.state == "confirmed" and reason not in ("caller_bye", "cancelled"):
             queue = reason.partition(":")[2] if reason.startswith("transfer:") else ""
             if queue in self.config.transfer_targets:
-                await self._refer(call, self.config.transfer_targets[queue])
+                target = self.config.transfer_targets[queue]
+                outcome = await self._refer(call, target)
+                self.record_event(call.call_id or "", "sip_transfer", {"method": "REFER", "target": target, **outcome})
+                if not outcome["ok"]:
+                    reason = "transfer_failed"
             await self._hang_up(call, reason)
 
     async def _request(self, call: SipCall, method: str, extra: list[tuple[str, str]], timeout_s: float = 8.0) -> int:
@@ -405,7 +412,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         finally:
             self._pending.pop(key, None)
 
-    async def _refer(self, call: SipCall, target: str) -> bool:
+    async def _refer(self, call: SipCall, target: str) -> dict:
         """Blind transfer: REFER, then follow the NOTIFY sipfrags to a final status."""
         from voicebot.sip.transfer import handoff_headers, refer_to, user_to_user
 
@@ -420,16 +427,16 @@ class SipEndpoint(asyncio.DatagramProtocol):
                 ("Referred-By", f"<{call.dialog.contact}>"), *headers, ("User-to-User", uui)])
             if not 200 <= accepted < 300:
                 log.warning("SIP: REFER of %s to %s refused (%s)", call.dialog.call_id, target, accepted)
-                return False
+                return {"ok": False, "refer_status": accepted}
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 status = await asyncio.wait_for(statuses.get(), deadline - time.monotonic())
                 if status >= 200:
                     log.info("SIP: transfer of %s to %s ended %s", call.dialog.call_id, target, status)
-                    return 200 <= status < 300
-            return False
+                    return {"ok": 200 <= status < 300, "refer_status": accepted, "target_status": status}
+            return {"ok": False, "refer_status": accepted, "target_status": None}
         except asyncio.TimeoutError:
-            return False
+            return {"ok": False, "refer_status": None, "target_status": None}
         finally:
             self._notify.pop(call.dialog.call_id, None)
 
