@@ -82,3 +82,24 @@ def test_digit_without_end_packets_still_counts_once() -> None:
     assert receiver.poll(0.5) == []
     assert [e.digit for e in receiver.poll(1.5)] == ["1"]
     assert receiver.poll(3.0) == []
+
+
+def test_rtcp_sender_report_describes_both_directions() -> None:
+    from aiortc.rtp import RtcpPacket, RtcpSrPacket
+
+    from voicebot.sip.rtp import rtcp_report
+
+    sender, peer = RtpSender(0, "PCMU", ssrc=77), RtpSender(0, "PCMU", ssrc=88)
+    receiver = RtpReceiver(0, "PCMU", 101)
+    for i in range(50):
+        sender.packet(tone(start=i * 160))
+        packet = peer.packet(tone(start=i * 160))
+        if i != 10:  # one lost packet
+            receiver.receive(packet, 0.02 * i)
+    [report] = RtcpPacket.parse(rtcp_report(sender, receiver, 1.0))
+    assert isinstance(report, RtcpSrPacket) and report.ssrc == 77
+    assert report.sender_info.packet_count == 50 and report.sender_info.octet_count == 50 * 160
+    block = report.reports[0]
+    assert block.ssrc == 88 and block.packets_lost == 1 and block.fraction_lost > 0
+    receiver.receive_rtcp(b"\x00junk", 1.0)
+    assert receiver.stats.garbage == 1

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from aiortc.codecs.g711 import PcmaDecoder, PcmaEncoder, PcmuDecoder, PcmuEncoder
+from aiortc.clock import current_ntp_time
 from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtp import RtpPacket
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket, RtpPacket, clamp_packets_lost
 from av import AudioFrame
 
 from voicebot.media import AudioChunk, Dtmf, EdgeStream, MediaEvent
@@ -39,6 +41,8 @@ class RtpStats:
     ssrc_changes: int = 0
     dtmf_digits: int = 0
     sent: int = 0
+    rtcp_received: int = 0
+    rtcp_sent: int = 0
 
 
 class RtpReceiver:
@@ -50,6 +54,8 @@ class RtpReceiver:
         self.jitter = JitterBuffer(capacity=16, prefetch=prefetch)
         self.ssrc: int | None = None
         self.stats = RtpStats()
+        self.statistics: StreamStatistics | None = None  # RFC 3550 loss and jitter, for our reports
+        self.last_sr: tuple[int, float] | None = None  # middle 32 bits of the peer's last SR NTP, when
         self.last_packet_at = 0.0
         self._dtmf_seen: set[int] = set()  # event timestamps already reported
         self._dtmf_open: tuple[int, str, float] | None = None  # timestamp, digit, first seen
@@ -65,7 +71,10 @@ class RtpReceiver:
                 self.stats.ssrc_changes += 1  # a new source (re-INVITE, SBC switch): start over
             self.ssrc = packet.ssrc
             self.jitter = JitterBuffer(capacity=16, prefetch=self.prefetch)
+            self.statistics = StreamStatistics(RATE)
         self.stats.received += 1
+        if packet.payload_type == self.payload_type and self.statistics is not None:
+            self.statistics.add(packet)
         self.last_packet_at = now
         if packet.payload_type == self.dtmf_payload_type:
             return self._dtmf(packet, now)
@@ -114,6 +123,32 @@ class RtpReceiver:
         return []
 
 
+    def receive_rtcp(self, data: bytes, now: float) -> None:
+        """Count the peer's reports and remember its last SR (for LSR/DLSR in ours)."""
+        try:
+            packets = RtcpPacket.parse(data)
+        except (ValueError, struct.error):
+            self.stats.garbage += 1
+            return
+        self.stats.rtcp_received += 1
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket):
+                self.last_sr = ((packet.sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF, now)
+
+    def report_block(self, now: float) -> RtcpReceiverInfo | None:
+        if self.ssrc is None or self.statistics is None or self.statistics.packets_received == 0:
+            return None
+        lsr, dlsr = 0, 0
+        if self.last_sr is not None:
+            lsr = self.last_sr[0]
+            dlsr = int((now - self.last_sr[1]) * 65536)
+        stats = self.statistics
+        return RtcpReceiverInfo(ssrc=self.ssrc, fraction_lost=stats.fraction_lost,
+                                packets_lost=clamp_packets_lost(stats.packets_lost),
+                                highest_sequence=(stats.cycles << 16) | (stats.max_seq & 0xFFFF),
+                                jitter=stats.jitter, lsr=lsr, dlsr=dlsr)
+
+
 class RtpSender:
     """20 ms G.711 packets with running sequence numbers and timestamps; the marker bit
     starts each talkspurt."""
@@ -126,6 +161,8 @@ class RtpSender:
         self.timestamp = random.getrandbits(32)
         self._talking = False
         self._pts = 0
+        self.packets = 0
+        self.octets = 0
 
     def packet(self, pcm: bytes | None) -> bytes:
         """One packet for the next 20 ms: ``pcm`` (320 bytes at 8 kHz) or None for silence."""
@@ -142,7 +179,20 @@ class RtpSender:
                            timestamp=self.timestamp, ssrc=self.ssrc, payload=b"".join(payloads))
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.timestamp = (self.timestamp + SAMPLES) & 0xFFFFFFFF
+        self.packets += 1
+        self.octets += len(packet.payload)
         return packet.serialize()
+
+
+def rtcp_report(sender: RtpSender, receiver: RtpReceiver, now: float) -> bytes:
+    """A sender report with a reception report block (RFC 3550 §6.4) once we have sent media."""
+    block = receiver.report_block(now)
+    reports = [block] if block is not None else []
+    if sender.packets:
+        info = RtcpSenderInfo(ntp_timestamp=current_ntp_time(), rtp_timestamp=sender.timestamp,
+                              packet_count=sender.packets, octet_count=sender.octets)
+        return bytes(RtcpSrPacket(ssrc=sender.ssrc, sender_info=info, reports=reports))
+    return bytes(RtcpRrPacket(ssrc=sender.ssrc, reports=reports))
 
 
 class RtpSession(EdgeStream):
@@ -157,23 +207,41 @@ class RtpSession(EdgeStream):
         self.inactivity_timeout_s = inactivity_timeout_s
         self.on_hold = on_hold
         self._transport: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
         self._pacer: asyncio.Task[None] | None = None
         self.local_port = 0
         self._last_audio = 0.0
+        self.rtcp_interval_s = 5.0
 
-    async def open(self, host: str, port: int = 0) -> int:
+    async def open(self, host: str, port_range: tuple[int, int] = (40000, 49998)) -> int:
+        """Bind an even RTP port and RTCP on the next one (RFC 3550 §11)."""
         loop = asyncio.get_running_loop()
         session = self
 
-        class Protocol(asyncio.DatagramProtocol):
+        class Media(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
                 session._received(data)
 
-        transport, _ = await loop.create_datagram_endpoint(Protocol, local_addr=(host, port))
-        self._transport = transport  # type: ignore[assignment]
-        self.local_port = transport.get_extra_info("sockname")[1]
-        self._pacer = asyncio.create_task(self._pace(), name="rtp-pacer")
-        return self.local_port
+        class Control(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                session.receiver.receive_rtcp(data, time.monotonic())
+
+        for _ in range(64):
+            port = random.randrange(port_range[0], port_range[1], 2)
+            try:
+                transport, _ = await loop.create_datagram_endpoint(Media, local_addr=(host, port))
+            except OSError:
+                continue
+            try:
+                control, _ = await loop.create_datagram_endpoint(Control, local_addr=(host, port + 1))
+            except OSError:
+                transport.close()
+                continue
+            self._transport, self._rtcp = transport, control  # type: ignore[assignment]
+            self.local_port = port
+            self._pacer = asyncio.create_task(self._pace(), name="rtp-pacer")
+            return port
+        raise OSError("no free RTP/RTCP port pair")
 
     def _received(self, data: bytes) -> None:
         if self.closed:
@@ -203,12 +271,19 @@ class RtpSession(EdgeStream):
             if self._transport is not None and not self.on_hold:
                 self._transport.sendto(self.sender.packet(self.output.pull()), self.remote)
                 self.receiver.stats.sent += 1
+            if self._rtcp is not None and ticks % int(self.rtcp_interval_s / 0.02) == 0:
+                try:
+                    self._rtcp.sendto(rtcp_report(self.sender, self.receiver, now), (self.remote[0], self.remote[1] + 1))
+                    self.receiver.stats.rtcp_sent += 1
+                except Exception:  # a report is never worth the call: the pacer must keep running
+                    log.exception("RTCP report failed")
             if not self.on_hold and now - self.receiver.last_packet_at > self.inactivity_timeout_s:
                 await self.close("rtp_timeout")
 
     async def _release(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        for transport in (self._transport, self._rtcp):
+            if transport is not None:
+                transport.close()
 
 
 def g711_encode(pcm: bytes, codec: str = "PCMU") -> bytes:
