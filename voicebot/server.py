@@ -67,7 +67,11 @@ def serve(settings: Settings) -> int:
                                         context_base_url=f"http://{settings.host}:{settings.port}",
                                         answer_after_s=settings.sip_answer_after_s,
                                         max_calls=settings.max_calls), calls.start, store.get_call, store.event)
-            await sip.start()
+            try:
+                await sip.start()
+            except OSError as exc:  # the web caller page still works without SIP
+                print(f"  SIP disabled: cannot listen on {settings.sip_host}:{settings.sip_port}: {exc}", flush=True)
+                sip = None
         base = f"http://{settings.host}:{settings.port}"
         print(f"voicebot: serving domain {registry.current.name!r} from {settings.domain}", flush=True)
         print(f"  caller page    {base}/", flush=True)
