@@ -71,6 +71,7 @@ def serve(settings: Settings) -> int:
                 await sip.start()
             except OSError as exc:  # the web caller page still works without SIP
                 print(f"  SIP disabled: cannot listen on {settings.sip_host}:{settings.sip_port}: {exc}", flush=True)
+                await sip.stop()
                 sip = None
         base = f"http://{settings.host}:{settings.port}"
         print(f"voicebot: serving domain {registry.current.name!r} from {settings.domain}", flush=True)
