@@ -19,7 +19,7 @@ from typing import Union
 import numpy as np
 
 from voicebot.audio import resample
-from voicebot.media import AudioChunk, Dtmf, MediaEvent, OutputBuffer, PlayoutReport
+from voicebot.media import AudioChunk, Dtmf, EdgeStream, MediaEvent
 
 FRAME_MS = 20
 
@@ -74,44 +74,25 @@ class TurnLatency:
         return None if self.first_audio is None else (self.first_audio - self.speech_end) * 1000
 
 
-@dataclass
-class ScriptedCall:
+@dataclass(eq=False)
+class ScriptedCall(EdgeStream):
     script: list[Step]
     input_rate: int = 16000
     output_sample_rate: int = 16000
     tail_s: float = 1.0
     recording: bytearray = field(default_factory=bytearray)
     latencies: list[TurnLatency] = field(default_factory=list)
-    close_reason: str | None = None
     bot_quiet_at: list[float] = field(default_factory=list)  # wall clock: bot audio stopped
     barge_in_onset: float | None = None  # wall clock: first voiced sample spoken over the bot
 
     def __post_init__(self) -> None:
-        self.output = OutputBuffer(self.output_sample_rate)
-        self._closed = asyncio.Event()
+        # the output side (write, clear, playout, close) is every edge's: only the caller is scripted
+        EdgeStream.__init__(self, self.output_sample_rate)
         self._bot_started_at: float | None = None  # start of the current bot utterance
         self._quiet_since = time.monotonic()
         self._pending_turn: TurnLatency | None = None
 
-    # ------------------------------------------------------------ MediaStream: output side
-
-    async def write(self, pcm: bytes, sample_rate: int) -> None:
-        self.output.write(resample(pcm, sample_rate, self.output_sample_rate))
-
-    def clear(self) -> PlayoutReport:
-        return self.output.clear()
-
-    def playout(self) -> PlayoutReport:
-        return self.output.report()
-
-    async def close(self, reason: str) -> None:
-        if self.close_reason is None:
-            self.close_reason = reason
-        self._closed.set()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
+    # ------------------------------------------------------------ playout on the caller's clock
 
     def _tick_output(self) -> None:
         """Play one 20 ms frame of bot audio (or silence) into the recording."""
