@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipecat.frames.frames import DataFrame, SystemFrame
 
@@ -51,7 +51,6 @@ class BotSpeechFrame(DataFrame):
     interruptible: bool = True
     prompt: str | None = None
     turn: int = 0
-    is_question: bool = False
 
 
 @dataclass
@@ -62,7 +61,6 @@ class BotAudioFrame(DataFrame):
     turn: int = 0
     first: bool = False
     last: bool = False
-    interruptible: bool = True
     cached: bool = False
 
 
@@ -100,4 +98,3 @@ class EndCallFrame(DataFrame):
     """Queued after the last prompt: the output closes the stream once it has been played."""
 
     reason: str = ""
-    extra: dict = field(default_factory=dict)

@@ -41,15 +41,16 @@ class TurnClock:
         self._awaiting_audio: dict[int, _PendingTurn] = {}
         self._bot_rows: dict[tuple[int, str], int] = {}  # (bot turn, prompt text) → record seq
         self._ended = False
-        self.turn_timings: list[dict[str, float]] = []
 
     def _w(self, mono: float) -> float:
         return self._wall + mono
 
-    def caller_said(self, text: str, speech_end: float, transcript_at: float, confidence: float) -> None:
+    def caller_said(self, text: str, speech_end: float, transcript_at: float, confidence: float,
+                    asr_window_s: float) -> None:
         seq = self.store.add_turn(self.call_id, "caller", text, started_at=self._w(speech_end),
                                   ended_at=self._w(speech_end))
-        timings = {"transcript_ms": round((transcript_at - speech_end) * 1000, 1), "asr_confidence": round(confidence, 3)}
+        timings = {"transcript_ms": round((transcript_at - speech_end) * 1000, 1), "asr_confidence": round(confidence, 3),
+                   "asr_window_s": asr_window_s}
         self._caller = _PendingTurn(seq, speech_end, transcript_at, timings)
         STAGES.labels("transcript").observe(transcript_at - speech_end)
 
@@ -87,7 +88,6 @@ class TurnClock:
         self.store.update_turn(self.call_id, pending.seq, timings=pending.timings)
         if pending.transcript_at is not None:
             STAGES.labels("first_audio").observe(total)
-            self.turn_timings.append(dict(pending.timings))
 
     def heard(self, turn: int, text: str, heard_text: str, played_ms: float, total_ms: float) -> None:
         seq = self._bot_rows.get((turn, text))

@@ -118,7 +118,7 @@ class Synthesizer(FrameProcessor):
 
     def _audio(self, frame: BotSpeechFrame, pcm: bytes, first: bool, last: bool, cached: bool) -> BotAudioFrame:
         return BotAudioFrame(pcm=pcm, sample_rate=self.sample_rate, text=frame.text, turn=frame.turn,
-                             first=first, last=last, interruptible=frame.interruptible, cached=cached)
+                             first=first, last=last, cached=cached)
 
 
 class DialogProcessor(FrameProcessor):
@@ -151,7 +151,8 @@ class DialogProcessor(FrameProcessor):
             await self._caller_active(frame.at, "speech")
         elif isinstance(frame, CallerTextFrame):
             if frame.text.strip():
-                self.clock.caller_said(frame.text, frame.speech_end, frame.transcript_at, frame.confidence)
+                self.clock.caller_said(frame.text, frame.speech_end, frame.transcript_at, frame.confidence,
+                                       frame.asr_window_s)
                 await self._run(UserSaid(frame.text, frame.confidence, frame.language))
             elif self._waiting_answer and not self._speaking:
                 self._arm_no_input()  # noise, not speech: keep waiting
@@ -230,8 +231,7 @@ class DialogProcessor(FrameProcessor):
                     self._waiting_answer = True
                     await self.push_frame(ExpectFrame(expect=action.expect), FrameDirection.UPSTREAM)
                 await self.push_frame(BotSpeechFrame(text=action.text, interruptible=interruptible,
-                                                     prompt=action.prompt, turn=self.turn,
-                                                     is_question=isinstance(action, Ask)))
+                                                     prompt=action.prompt, turn=self.turn))
             elif isinstance(action, Transfer):
                 self.clock.transfer(action)
                 self.clock.ended("transferred", self.dialog)
