@@ -171,3 +171,10 @@ def test_agent_request_is_transferred_by_refer(server) -> None:
     events = [e["data"] for e in record(server["http"], new[0]["id"])["events"] if e["kind"] == "sip_transfer"]
     assert events == [{"method": "REFER", "target": "sip:agents@127.0.0.1:5999", "ok": True,
                        "refer_status": 202, "target_status": 200}]
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed; make test installs it")
+def test_hold_and_unhold_by_reinvite(server) -> None:
+    # the scenario checks the answers: recvonly to a sendonly offer (hold), sendrecv again after
+    result = sipp(server, "uac_hold.xml", "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), timeout=30)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
