@@ -94,8 +94,7 @@ async def run_call(stream: MediaStream, *, engines: Engines, domain: Domain, bac
         log.exception("call %s pipeline failed", call_id)
         store.event(call_id, "pipeline_error")
     finally:
-        if not clock._ended:
-            clock.ended("error" if not dialog.ended else "completed", dialog)
+        clock.ended("error" if not dialog.ended else "completed", dialog)  # no-op if already recorded
         if not stream.closed:
             await stream.close("pipeline_ended")
     return call_id

@@ -37,13 +37,11 @@ class TurnProcessor(FrameProcessor):
         self.segmenter = segmenter
         self.smart_turn = smart_turn
         self.default_end_of_turn = segmenter.end_of_turn_s
-        self._samples = 0
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
             now = time.monotonic()
-            self._samples += len(frame.audio) // 2
             for event in self.segmenter.feed(frame.audio):
                 if isinstance(event, SpeechStarted):
                     await self.push_frame(CallerSpeechStartedFrame(at=now))
@@ -58,7 +56,7 @@ class TurnProcessor(FrameProcessor):
         await self.push_frame(frame, direction)
 
     async def _utterance(self, event: Utterance, now: float) -> None:
-        lag = (self.segmenter_position() - event.end_sample) / RATE
+        lag = (self.segmenter.position - event.end_sample) / RATE
         await self.push_frame(UtteranceFrame(pcm=event.pcm, sample_rate=RATE, speech_end=now - lag))
 
     async def _judge(self, pause: PauseCandidate) -> None:
@@ -68,9 +66,6 @@ class TurnProcessor(FrameProcessor):
         if probability >= 0.5:
             for utterance in self.segmenter.end_turn(pause.pause_id):
                 await self._utterance(utterance, time.monotonic())
-
-    def segmenter_position(self) -> int:
-        return self.segmenter._position  # samples scored so far
 
 
 class Recognizer(FrameProcessor):

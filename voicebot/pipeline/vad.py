@@ -155,6 +155,11 @@ class Segmenter:
     def speaking(self) -> bool:
         return self._speaking
 
+    @property
+    def position(self) -> int:
+        """Samples scored so far."""
+        return self._position
+
     def feed(self, pcm: bytes) -> list[SpeechStarted | Utterance | PauseCandidate]:
         events: list[SpeechStarted | Utterance | PauseCandidate] = []
         data = self._pending + pcm

@@ -37,7 +37,6 @@ class RtpStats:
     received: int = 0
     garbage: int = 0
     wrong_payload_type: int = 0
-    late_or_duplicate: int = 0
     ssrc_changes: int = 0
     dtmf_digits: int = 0
     sent: int = 0
