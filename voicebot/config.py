@@ -9,9 +9,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class SipTransferTarget(BaseModel):
+    """A queue answered outside voicebot: an existing PBX/ACD queue or an agent's phone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str = Field(pattern=r"^sips?:\S+$", description="SIP URI to transfer to")
+    method: Literal["refer", "bridge"] = Field(
+        "refer", description="refer: blind transfer (bridged when refused); bridge: voicebot calls and relays")
+    ring_s: float = Field(30.0, gt=0, le=300, description="bridge: give up (and keep the caller) after this")
 
 
 class Settings(BaseModel):
@@ -39,11 +50,20 @@ class Settings(BaseModel):
     sip_credentials: dict[str, str] = Field(default_factory=dict,
                                             description="digest user → password for callers off the allow-list")
     sip_tcp: bool = True
-    sip_transfer_targets: dict[str, str] = Field(
-        default_factory=dict, description="queue → SIP URI: transfers to these queues go out by REFER")
+    sip_transfer_targets: dict[str, SipTransferTarget] = Field(
+        default_factory=dict, description="queue → SIP URI or {uri, method, ring_s}: transfers to these queues leave by SIP")
     sip_max_setups_per_s: float = Field(10.0, gt=0, description="INVITEs accepted per second; more get 503")
     sip_provisional: Literal["180", "183", "none"] = "180"
     sip_answer_after_s: float = Field(0.0, ge=0, le=30, description="ring before answering")
+
+
+    @field_validator("sip_transfer_targets", mode="before")
+    @classmethod
+    def _uri_alone(cls, value: Any) -> Any:
+        """A bare URI is a REFER target: ``general: sip:queue@pbx``."""
+        if isinstance(value, dict):
+            return {queue: {"uri": t} if isinstance(t, str) else t for queue, t in value.items()}
+        return value
 
 
 class SettingsError(Exception):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, Union
 
@@ -120,15 +120,23 @@ class OutputBuffer:
 class EdgeStream:
     """What every network edge's MediaStream shares: a bounded queue of caller events, the
     output buffer its sender pulls every 20 ms, and an idempotent close.  Subclasses feed
-    ``put()`` from their receive path and release their transport in ``_release()``."""
+    ``put()`` from their receive path and release their transport in ``_release()``.
+
+    An edge that can keep a call after its user lets go (a SIP leg being bridged to an agent)
+    sets ``retain``: a close for a retained reason ends this user's turn with the stream but
+    keeps the transport, and ``reopen()`` hands the same media to the next user (a bridge, or
+    the bot again when the transfer failed).  ``release()`` frees it for good."""
 
     def __init__(self, output_sample_rate: int, max_events: int = 500) -> None:
         self.output_sample_rate = output_sample_rate
         self.output = OutputBuffer(output_sample_rate)
+        self._max_events = max_events
         self._events: asyncio.Queue[MediaEvent] = asyncio.Queue(maxsize=max_events)
         self._closed = asyncio.Event()
         self.close_reason: str | None = None
         self.dropped_events = 0
+        self.retain: Callable[[str], bool] = lambda _reason: False
+        self.released = False
 
     def put(self, event: MediaEvent) -> None:
         """Queue a caller event; if the pipeline has stalled, drop rather than grow."""
@@ -138,9 +146,10 @@ class EdgeStream:
             self.dropped_events += 1
 
     async def events(self) -> AsyncIterator[MediaEvent]:
-        while not self._closed.is_set():
-            getter = asyncio.ensure_future(self._events.get())
-            closer = asyncio.ensure_future(self._closed.wait())
+        closed, queue = self._closed, self._events  # this user's; reopen() gives the next one new ones
+        while not closed.is_set():
+            getter = asyncio.ensure_future(queue.get())
+            closer = asyncio.ensure_future(closed.wait())
             done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
                 getter.cancel()
@@ -164,7 +173,27 @@ class EdgeStream:
             return
         self.close_reason = reason
         self._closed.set()
+        if not self.retain(reason):
+            await self.release()
+
+    async def release(self) -> None:
+        """Free the transport, whatever ``retain`` says (the call is over)."""
+        if self.released:
+            return
+        self.released = True
+        if not self._closed.is_set():
+            self.close_reason = self.close_reason or "released"
+            self._closed.set()
         await self._release()
+
+    def reopen(self) -> None:
+        """After a retained close: the same media for a new user, with nothing stale queued."""
+        if self.released:
+            raise RuntimeError("the stream's transport has been released")
+        self._events = asyncio.Queue(maxsize=self._max_events)
+        self.output.clear()
+        self.close_reason = None
+        self._closed = asyncio.Event()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -175,3 +204,25 @@ class EdgeStream:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+
+async def relay(a: MediaStream, b: MediaStream, max_lag_ms: float = 200.0) -> str:
+    """Bridge two streams so each side hears the other, until one ends; returns "a" or "b".
+
+    Two clocks never agree exactly, so a side whose unplayed audio grows past ``max_lag_ms``
+    is cut back rather than drifting into a delay both people would hear."""
+
+    async def pump(source: MediaStream, sink: MediaStream) -> None:
+        async for event in source.events():
+            if isinstance(event, AudioChunk) and not sink.closed:
+                if sink.playout().pending_ms > max_lag_ms:
+                    sink.clear()
+                await sink.write(event.pcm, event.sample_rate)
+
+    forward = asyncio.ensure_future(pump(a, b))
+    backward = asyncio.ensure_future(pump(b, a))
+    done, pending = await asyncio.wait({forward, backward}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return "a" if forward in done else "b"

@@ -56,6 +56,7 @@ def serve(settings: Settings) -> int:
         sip = None
         if settings.sip:
             from voicebot.sip.endpoint import SipConfig, SipEndpoint
+            from voicebot.sip.transfer import TransferTarget
 
             sip = SipEndpoint(SipConfig(host=settings.sip_host, port=settings.sip_port,
                                         advertised_host=settings.sip_advertised_host,
@@ -63,10 +64,11 @@ def serve(settings: Settings) -> int:
                                         provisional=settings.sip_provisional,
                                         credentials=settings.sip_credentials, tcp=settings.sip_tcp,
                                         max_setups_per_s=settings.sip_max_setups_per_s,
-                                        transfer_targets=settings.sip_transfer_targets,
+                                        transfer_targets={q: TransferTarget(t.uri, t.method, t.ring_s)
+                                                          for q, t in settings.sip_transfer_targets.items()},
                                         context_base_url=f"http://{settings.host}:{settings.port}",
                                         answer_after_s=settings.sip_answer_after_s,
-                                        max_calls=settings.max_calls), calls.start, store.get_call, store.event)
+                                        max_calls=settings.max_calls), calls.start, store, calls.resume)
             try:
                 await sip.start()
             except OSError as exc:  # the web caller page still works without SIP

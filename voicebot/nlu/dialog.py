@@ -60,7 +60,16 @@ class LookupResult:
     error: str | None = None
 
 
-Event = Union[CallStarted, UserSaid, DtmfPressed, NoInput, CallerHungUp, LookupResult]
+@dataclass(frozen=True)
+class TransferFailed:
+    """The edge kept the caller when the transfer target did not answer (busy, no answer,
+    refused): the call comes back to the bot instead of being dropped."""
+
+    queue: str
+    status: int | None = None  # the target's SIP status, when there was one
+
+
+Event = Union[CallStarted, UserSaid, DtmfPressed, NoInput, CallerHungUp, LookupResult, TransferFailed]
 
 # ----------------------------------------------------------------------------- actions
 
@@ -127,6 +136,7 @@ class TurnTrace:
     actions: list[Action]
 
 
+DEFAULT_TRANSFER_FAILED = "Sorry, nobody could take your call just now."
 _FIELD = re.compile(r"\{([^{}]*)\}")
 _MAX_STEPS_PER_EVENT = 200
 
@@ -173,7 +183,9 @@ class Dialog:
             self.transcript.append(("caller", text))
         elif isinstance(event, DtmfPressed):
             self.transcript.append(("caller", f"[DTMF {event.digit}]"))
-        if self.state == "done":
+        if isinstance(event, TransferFailed) and self.transfer is not None:
+            self._on_transfer_failed(event)
+        elif self.state == "done":
             self._rule = "ignored:call_over"
         elif isinstance(event, CallStarted):
             self._on_start()
@@ -205,6 +217,17 @@ class Dialog:
         self._rule = "greeting"
         self._say("greeting")
         self._ask_top(self.spec.settings.menu.prompt if self.spec.settings.menu else None)
+
+    def _on_transfer_failed(self, event: TransferFailed) -> None:
+        """Say so, and offer the rest of the bot's help; asking for an agent again tries again."""
+        self._rule = f"transfer_failed:{event.queue}"
+        self.transfer = None
+        self.flow, self.steps, self.pc = None, [], 0
+        self.misunderstandings = self.no_inputs = 0
+        text = self.spec.prompts.get("transfer_failed", DEFAULT_TRANSFER_FAILED)
+        self._out.append(Say(self._render(text), True, "transfer_failed" if "transfer_failed" in self.spec.prompts else None))
+        self.offered_anything_else = True
+        self._ask_top("anything_else")
 
     def _on_text(self, text: str) -> None:
         if not text.strip():

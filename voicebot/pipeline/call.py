@@ -13,7 +13,7 @@ from pipecat.workers.runner import WorkerRunner
 from voicebot.backends import Backend
 from voicebot.media import MediaStream
 from voicebot.modelstore import resolve
-from voicebot.nlu.dialog import Dialog, DialogContext
+from voicebot.nlu.dialog import Dialog, DialogContext, Event
 from voicebot.nlu.nlu import Domain
 from voicebot.pipeline.asr import AsrConfig, WhisperEngine
 from voicebot.pipeline.latency import TurnClock
@@ -63,24 +63,28 @@ class Engines:
 
 async def run_call(stream: MediaStream, *, engines: Engines, domain: Domain, backend: Backend,
                    store: RecordStore, channel: str, caller: str = "", call_id: str | None = None,
-                   today: date | None = None) -> str:
-    """Run a call to its end; returns the call id (the record is complete when this returns)."""
+                   today: date | None = None, dialog: Dialog | None = None, first_event: Event | None = None) -> str:
+    """Run the bot on a call until it hangs up or transfers; returns the call id (the record
+    is complete when this returns).  ``dialog`` and ``first_event`` resume a call whose
+    transfer failed, with everything the caller already said."""
     if call_id is None or store.get_call(call_id) is None:
         call_id = store.start_call(channel, caller, domain.name, call_id)
-    dialog = Dialog(domain, DialogContext(caller_number=caller, channel=channel, today=today or date.today()))
+    if dialog is None:
+        dialog = Dialog(domain, DialogContext(caller_number=caller, channel=channel, today=today or date.today()))
     clock = TurnClock(store, call_id)
     seg_config = SegmenterConfig(**vars(engines.config.segmenter))
     if engines.smart_turn is not None:
         seg_config.pause_candidate_s = engines.config.smart_turn_pause_s
         seg_config.end_of_turn_s = engines.config.smart_turn_fallback_s
     segmenter = Segmenter(engines.scorer(), seg_config)
+    output = MediaOutput(stream)
     pipeline = Pipeline([
         MediaInput(stream),
         TurnProcessor(segmenter, engines.smart_turn),
         Recognizer(engines.asr),
-        DialogProcessor(dialog, backend, clock, call_id, no_input_s=engines.config.no_input_s),
+        DialogProcessor(dialog, backend, clock, call_id, no_input_s=engines.config.no_input_s, first_event=first_event),
         Synthesizer(engines.tts, stream.output_sample_rate),
-        MediaOutput(stream),
+        output,
     ])
     worker = PipelineWorker(pipeline, params=PipelineParams(audio_in_sample_rate=16000,
                                                             audio_out_sample_rate=stream.output_sample_rate),
@@ -95,6 +99,6 @@ async def run_call(stream: MediaStream, *, engines: Engines, domain: Domain, bac
         store.event(call_id, "pipeline_error")
     finally:
         clock.ended("error" if not dialog.ended else "completed", dialog)  # no-op if already recorded
-        if not stream.closed:
+        if not stream.closed and not output.let_go:  # once let go, the stream may be a bridge's now
             await stream.close("pipeline_ended")
     return call_id

@@ -120,9 +120,10 @@ class DialogProcessor(FrameProcessor):
     """Frames ⇄ the pure Dialog; barge-in policy; silence timer; the call record."""
 
     def __init__(self, dialog: Dialog, backend: Backend, clock: TurnClock, call_id: str,
-                 no_input_s: float = 7.0, **kwargs: Any) -> None:
+                 no_input_s: float = 7.0, first_event: Event | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dialog = dialog
+        self.first_event = first_event or CallStarted()  # TransferFailed when the call comes back
         self.backend = backend
         self.clock = clock
         self.call_id = call_id
@@ -141,7 +142,7 @@ class DialogProcessor(FrameProcessor):
             await self.push_frame(frame, direction)
             if not self._started:
                 self._started = True
-                await self._run(CallStarted())
+                await self._run(self.first_event)
         elif isinstance(frame, CallerSpeechStartedFrame):
             await self._caller_active(frame.at, "speech")
         elif isinstance(frame, CallerTextFrame):

@@ -76,6 +76,7 @@ class MediaOutput(FrameProcessor):
         self._lasts = 0
         self._awaiting_done = False
         self._watcher: asyncio.Task[None] | None = None
+        self.let_go = False  # this pipeline has closed the stream (hang-up, transfer)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -86,22 +87,30 @@ class MediaOutput(FrameProcessor):
             await self.push_frame(frame, direction)
         elif isinstance(frame, EndCallFrame):
             await self._drain()
-            await self.stream.close(frame.reason)
+            await self._let_go(frame.reason)
         elif isinstance(frame, EndFrame):
-            if not self.stream.closed:
+            if not self.stream.closed and not self.let_go:
                 await self._drain()
-                await self.stream.close("pipeline_ended")
+                await self._let_go("pipeline_ended")
             await self.push_frame(frame, direction)
         else:
             await self.push_frame(frame, direction)
         if isinstance(frame, StartFrame) and self._watcher is None:
             self._watcher = self.create_task(self._watch(), name="media-output-watch")
 
+    async def _let_go(self, reason: str) -> None:
+        """Close the stream once; after that it may already serve someone else (a bridge)."""
+        if not self.let_go:
+            self.let_go = True
+            await self.stream.close(reason)
+
     def _timeline_end(self) -> float:
         report = self.stream.playout()
         return report.played_ms + report.pending_ms
 
     async def _play(self, frame: BotAudioFrame) -> None:
+        if self.let_go:
+            return
         position = self._timeline_end()
         if frame.first:
             if frame.turn != self._turn:

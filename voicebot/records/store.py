@@ -130,6 +130,18 @@ class RecordStore:
                     (time.time(), outcome, call_id))
         self.event(call_id, "call_ended", {"outcome": outcome})
 
+    def reopen_call(self, call_id: str, data: dict[str, Any]) -> None:
+        """A transfer failed and the caller is back with the bot: the call is live again (the
+        transfer and its failure stay in the events)."""
+        self._write("UPDATE calls SET ended_at = NULL, outcome = NULL, state = 'ivr', transfer_queue = NULL,"
+                    " transfer_reason = NULL, transfer_priority = NULL, transfer_skills = NULL WHERE id = ?", (call_id,))
+        self.event(call_id, "transfer_failed", data)
+
+    def finish_call(self, call_id: str, state: str = "ended") -> None:
+        """The last leg of a call that went on after the bot (a bridged agent) has hung up."""
+        self._write("UPDATE calls SET ended_at = ?, state = ? WHERE id = ?", (time.time(), state, call_id))
+        self.event(call_id, "state", {"state": state})
+
     # ------------------------------------------------------------------ reads
 
     def list_calls(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""A UAS dialog (RFC 3261 §12): tags, route set, remote target, CSeq; builds responses and
-in-dialog requests.  No sockets."""
+"""SIP dialogs (RFC 3261 §12), either side: tags, route set, remote target, CSeq; builds
+responses and in-dialog requests.  No sockets."""
 
 from __future__ import annotations
 
@@ -46,11 +46,13 @@ def response_to(request: SipRequest, status: int, reason: str | None = None, to_
 
 
 @dataclass
-class UasDialog:
+class SipDialog:
+    """A dialog seen from our side: ``local_*`` is voicebot, ``remote`` the peer's From/To value."""
+
     call_id: str
     local_tag: str
-    local_uri: str  # our To URI
-    remote: str  # the caller's From header value
+    local_uri: str  # our URI (the To of an INVITE we answered, the From of one we sent)
+    remote: str  # the peer's header value, tag included
     remote_target: str
     route_set: list[str] = field(default_factory=list)
     remote_cseq: int = 0
@@ -59,12 +61,22 @@ class UasDialog:
     state: str = "early"  # early | confirmed | terminated
 
     @classmethod
-    def from_invite(cls, invite: SipRequest, contact: str) -> "UasDialog":
+    def from_invite(cls, invite: SipRequest, contact: str) -> "SipDialog":
         target = parse_name_addr((invite.headers.get("Contact") or invite.headers.get("From") or "")).uri
         return cls(call_id=invite.call_id, local_tag=new_tag(), local_uri=parse_name_addr(invite.headers.get("To") or "").uri,
                    remote=invite.headers.get("From") or "", remote_target=target,
                    route_set=invite.headers.get_all("Record-Route"), remote_cseq=invite.cseq[0],
                    local_cseq=secrets.randbelow(10000) + 1, contact=contact)
+
+    @classmethod
+    def from_2xx(cls, invite: SipRequest, response: SipResponse, contact: str) -> "SipDialog":
+        """The dialog our own INVITE created (§12.1.2): the route set is Record-Route reversed."""
+        target = parse_name_addr(response.headers.get("Contact") or invite.headers.get("To") or "").uri
+        local = parse_name_addr(invite.headers.get("From") or "")
+        return cls(call_id=invite.call_id, local_tag=local.tag or "", local_uri=local.uri,
+                   remote=response.headers.get("To") or "", remote_target=target,
+                   route_set=list(reversed(response.headers.get_all("Record-Route"))), remote_cseq=0,
+                   local_cseq=invite.cseq[0], contact=contact, state="confirmed")
 
     @property
     def remote_tag(self) -> str | None:

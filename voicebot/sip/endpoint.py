@@ -10,16 +10,18 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 
 from voicebot.media import MediaStream
 from voicebot.sip.auth import DigestAuthenticator
-from voicebot.sip.dialog import ALLOW, REASONS, UasDialog, new_tag, response_to
+from voicebot.sip.dialog import ALLOW, REASONS, SipDialog, new_tag, response_to
 from voicebot.sip.message import SipParseError, SipRequest, SipResponse, StreamParser, parse
 from voicebot.sip.rtp import RtpReceiver, RtpSender, RtpSession
 from voicebot.sip.sdp import NotAcceptable, SdpError, build_answer, negotiate, parse_sdp
 from voicebot.sip.transaction import Send, ServerTransaction, ServerTransactions, TimedOut
+from voicebot.sip.transfer import TransferTarget
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,14 @@ class SipConfig:
     rtp_timeout_s: float = 30.0
     tcp: bool = True
     max_setups_per_s: float = 10.0  # new INVITEs accepted per second (burst: one second's worth)
-    transfer_targets: dict[str, str] = field(default_factory=dict)  # queue → SIP URI for REFER
+    transfer_targets: dict[str, TransferTarget] = field(default_factory=dict)  # queue → where and how
     context_base_url: str = "http://127.0.0.1:8080"
     credentials: dict[str, str] = field(default_factory=dict)  # digest users for sources off the allow-list
     realm: str = "voicebot"
+
+    def __post_init__(self) -> None:
+        self.transfer_targets = {queue: TransferTarget(t) if isinstance(t, str) else t
+                                 for queue, t in self.transfer_targets.items()}
 
     @property
     def public_host(self) -> str:
@@ -53,29 +59,38 @@ class SipConfig:
 
 @dataclass
 class SipCall:
-    dialog: UasDialog
-    invite_tx: ServerTransaction
+    dialog: SipDialog
+    invite_tx: ServerTransaction | None  # None for a leg we placed
     rtp: RtpSession
     source: tuple[str, int]
     answered: bool = False
     started: bool = False
     call_id: str | None = None
     transport: str = "UDP"
+    outbound: bool = False  # a leg voicebot placed (a bridged transfer's agent side)
 
 
 StartCall = Callable[[MediaStream, str, str], str]  # (stream, channel, caller) -> call record id
-DescribeCall = Callable[[str], "dict | None"]  # call record id -> the record (for handoff headers)
-RecordEvent = Callable[[str, str, dict], None]  # call record id, kind, data
+ResumeCall = Callable[[MediaStream, str, str, "int | None"], bool]  # stream, call id, queue, target status
+
+
+class CallRecords(Protocol):
+    """The part of the record store the SIP edge writes to (a RecordStore)."""
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None: ...
+    def event(self, call_id: str, kind: str, data: dict[str, Any] | None = None) -> None: ...
+    def set_state(self, call_id: str, state: str) -> None: ...
+    def finish_call(self, call_id: str, state: str = "ended") -> None: ...
 
 
 class SipEndpoint(asyncio.DatagramProtocol):
-    def __init__(self, config: SipConfig, start_call: StartCall, describe_call: DescribeCall | None = None,
-                 record_event: RecordEvent | None = None) -> None:
+    def __init__(self, config: SipConfig, start_call: StartCall, records: CallRecords | None = None,
+                 resume_call: ResumeCall | None = None) -> None:
         self.config = config
         self.start_call = start_call
-        self.describe_call = describe_call or (lambda _id: None)
-        self.record_event = record_event or (lambda _id, _kind, _data: None)
-        self._pending: dict[tuple[str, int], asyncio.Future[int]] = {}  # our requests awaiting a final answer
+        self.records = records
+        self.resume_call = resume_call
+        self._responses: dict[tuple[str, int], Callable[[SipResponse], None]] = {}  # our requests' answers
         self._notify: dict[str, asyncio.Queue[int]] = {}  # call → sipfrag statuses of its REFER
         self.transactions = ServerTransactions()
         self.calls: dict[str, SipCall] = {}
@@ -135,7 +150,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             SIP_MESSAGES.labels("internal_error").inc()
             log.exception("SIP: failed to handle a datagram from %s", addr)
 
-    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
         writer = self._tcp_writers.get(addr)
         if writer is not None:
             writer.write(data)
@@ -145,12 +160,12 @@ class SipEndpoint(asyncio.DatagramProtocol):
     def _out(self, outputs: list) -> None:
         for out in outputs:
             if isinstance(out, Send):
-                self._send(out.data, out.address)
+                self.send(out.data, out.address)
             elif isinstance(out, TimedOut) and out.kind == "no_ack_2xx":
                 call = self.calls.get(out.call_id)
                 if call is not None:
                     log.warning("SIP: no ACK for our 200 on %s; hanging up", out.call_id)
-                    asyncio.ensure_future(self._hang_up(call, "no_ack"))
+                    asyncio.ensure_future(self.hang_up(call, "no_ack"))
 
     async def _timers(self) -> None:
         while True:
@@ -159,7 +174,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
 
     async def stop(self) -> None:
         for call in list(self.calls.values()):
-            await self._hang_up(call, "shutdown")
+            await self.hang_up(call, "shutdown")
         if self._timer is not None:
             self._timer.cancel()
         if self.transport is not None:
@@ -186,9 +201,9 @@ class SipEndpoint(asyncio.DatagramProtocol):
     def _dispatch(self, message: SipRequest | SipResponse, addr: tuple[str, int], reliable: bool) -> None:
         if isinstance(message, SipResponse):
             SIP_MESSAGES.labels("response").inc()
-            waiter = self._pending.get((message.call_id, message.cseq[0]))
-            if waiter is not None and message.status >= 200 and not waiter.done():
-                waiter.set_result(message.status)
+            handler = self._responses.get((message.call_id, message.cseq[0]))
+            if handler is not None:
+                handler(message)
             return
         SIP_MESSAGES.labels(message.method.lower() if message.method in ALLOW else "other").inc()
         now = time.monotonic()
@@ -231,7 +246,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         if found != {"Via", "From", "To", "Call-ID", "CSeq"}:
             return
         response.headers.add("Warning", f'399 voicebot "{exc.reason[:100]}"')
-        self._send(response.encode(), addr)
+        self.send(response.encode(), addr)
 
     def _respond(self, tx: ServerTransaction, response: SipResponse, allow: bool = False) -> None:
         if allow:
@@ -292,7 +307,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
             response.headers.add("Unsupported", ", ".join(required))
             self._respond(tx, response)
             return
-        if not self._take_setup_token() or len(self.calls) + len(self._answering) >= self.config.max_calls:
+        inbound = sum(1 for c in self.calls.values() if not c.outbound)
+        if not self._take_setup_token() or inbound + len(self._answering) >= self.config.max_calls:
             response = response_to(request, 503, to_tag=new_tag())
             response.headers.add("Retry-After", "5")
             self._respond(tx, response)
@@ -324,7 +340,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
     async def _answer(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int], offer, chosen) -> None:  # type: ignore[no-untyped-def]
         host = self.config.public_host
         contact = f"sip:voicebot@{host}:{self.config.port}"
-        dialog = UasDialog.from_invite(request, contact)
+        dialog = SipDialog.from_invite(request, contact)
         rtp = RtpSession(RtpReceiver(chosen.payload_type, chosen.codec, chosen.dtmf_payload_type),
                          RtpSender(chosen.payload_type, chosen.codec), (chosen.remote_ip, chosen.remote_port),
                          inactivity_timeout_s=self.config.rtp_timeout_s, on_hold=chosen.on_hold)
@@ -336,6 +352,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self._respond(tx, response_to(request, 503, to_tag=dialog.local_tag))
             return
         call = SipCall(dialog, tx, rtp, addr, transport="TCP" if tx.reliable else "UDP")
+        # a transfer to a configured target keeps the caller's media for a bridge or the bot
+        rtp.retain = lambda reason: reason.startswith("transfer:") and reason[9:] in self.config.transfer_targets
         self.calls[request.call_id] = call
         self._answering.discard(request.call_id)
         if self.config.provisional in ("180", "183"):
@@ -380,49 +398,88 @@ class SipEndpoint(asyncio.DatagramProtocol):
         asyncio.ensure_future(self._watch(call))
 
     async def _watch(self, call: SipCall) -> None:
-        """When the bot ends the call (hangup or transfer), send BYE."""
-        await call.rtp.wait_closed()
-        log.info("SIP call %s ended (%s); rtp %s", call.dialog.call_id, call.rtp.close_reason, call.rtp.receiver.stats)
-        reason = call.rtp.close_reason or "ended"
-        if call.dialog.state == "confirmed" and reason not in ("caller_bye", "cancelled"):
-            queue = reason.partition(":")[2] if reason.startswith("transfer:") else ""
-            if queue in self.config.transfer_targets:
-                target = self.config.transfer_targets[queue]
-                outcome = await self._refer(call, target)
-                self.record_event(call.call_id or "", "sip_transfer", {"method": "REFER", "target": target, **outcome})
-                if not outcome["ok"]:
-                    reason = "transfer_failed"
-            await self._hang_up(call, reason)
+        """When the bot lets go of the call: transfer it (REFER, or a bridge that keeps the
+        caller if the target fails), or hang up with a BYE."""
+        while True:
+            await call.rtp.wait_closed()
+            reason = call.rtp.close_reason or "ended"
+            log.info("SIP call %s: bot done (%s); rtp %s", call.dialog.call_id, reason, call.rtp.receiver.stats)
+            target = self.config.transfer_targets.get(reason[9:]) if reason.startswith("transfer:") else None
+            if call.dialog.state != "confirmed" or call.rtp.released or target is None:
+                break
+            outcome = await self._transfer(call, target)
+            if outcome.get("kept") and call.dialog.state == "confirmed" and not call.rtp.released:
+                queue = reason[9:]
+                if self.resume_call is not None and self.resume_call(call.rtp, call.call_id or "", queue,
+                                                                     outcome.get("target_status")):
+                    continue  # back with the bot; watch for its next hang-up or transfer
+            reason = outcome.get("end_reason", "transfer_failed" if not outcome["ok"] else reason)
+            break
+        await self.hang_up(call, reason)
 
-    async def _request(self, call: SipCall, method: str, extra: list[tuple[str, str]], timeout_s: float = 8.0) -> int:
+    async def _transfer(self, call: SipCall, target: TransferTarget) -> dict[str, Any]:
+        from voicebot.sip.bridge import bridge
+
+        outcome: dict[str, Any] = {"ok": False}
+        if target.method == "refer":
+            outcome = await self._refer(call, target.uri)
+            self._record(call, "sip_transfer", {"method": "REFER", "target": target.uri, **outcome})
+            refused = outcome.get("refer_status") is not None and outcome["refer_status"] >= 300
+            if not refused or call.dialog.state != "confirmed":
+                # a transferee whose new call failed stays in this dialog (RFC 3515 §2.4.5): keep it
+                outcome["kept"] = not outcome["ok"] and outcome.get("target_status") is not None
+                return outcome
+            log.info("SIP: REFER refused for %s; bridging instead", call.dialog.call_id)
+        outcome = await bridge(self, call, target)
+        self._record(call, "sip_transfer", {"method": "bridge", "target": target.uri,
+                                            **{k: v for k, v in outcome.items() if k != "end_reason"}})
+        return outcome
+
+    def on_response(self, key: tuple[str, int], handler: Callable[[SipResponse], None] | None) -> None:
+        """Route responses for (Call-ID, CSeq) of a request we sent to ``handler`` (None: stop)."""
+        if handler is None:
+            self._responses.pop(key, None)
+        else:
+            self._responses[key] = handler
+
+    def _record(self, call: SipCall, kind: str, data: dict[str, Any]) -> None:
+        if self.records is not None and call.call_id:
+            self.records.event(call.call_id, kind, data)
+
+    async def request(self, call: SipCall, method: str, extra: list[tuple[str, str]], timeout_s: float = 8.0) -> int:
         """Send an in-dialog request, retransmitting over UDP (T1 doubling), until a final answer."""
         request = call.dialog.request(method, self.config.public_host, self.config.port, call.transport, extra=extra)
         key = (request.call_id, request.cseq[0])
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending[key] = waiter
+
+        def answered(response: SipResponse) -> None:
+            if response.status >= 200 and not waiter.done():
+                waiter.set_result(response.status)
+
+        self._responses[key] = answered
         data, interval, deadline = request.encode(), 0.5, time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:
-                self._send(data, call.source)
+                self.send(data, call.source)
                 try:
                     return await asyncio.wait_for(asyncio.shield(waiter), interval if call.transport == "UDP" else timeout_s)
                 except asyncio.TimeoutError:
                     interval = min(interval * 2, 4.0)
             return 408
         finally:
-            self._pending.pop(key, None)
+            self._responses.pop(key, None)
 
     async def _refer(self, call: SipCall, target: str) -> dict:
         """Blind transfer: REFER, then follow the NOTIFY sipfrags to a final status."""
         from voicebot.sip.transfer import handoff_headers, refer_to, user_to_user
 
-        record = self.describe_call(call.call_id or "")
+        record = self.records.get_call(call.call_id) if self.records is not None and call.call_id else None
         headers = handoff_headers(record, f"{self.config.context_base_url}/api/calls/{call.call_id}")
         uui = user_to_user(headers)
         statuses: asyncio.Queue[int] = asyncio.Queue()
         self._notify[call.dialog.call_id] = statuses
         try:
-            accepted = await self._request(call, "REFER", [
+            accepted = await self.request(call, "REFER", [
                 ("Refer-To", refer_to(target, headers, uui)),
                 ("Referred-By", f"<{call.dialog.contact}>"), *headers, ("User-to-User", uui)])
             if not 200 <= accepted < 300:
@@ -453,16 +510,18 @@ class SipEndpoint(asyncio.DatagramProtocol):
         if status is not None:
             queue.put_nowait(status)
 
-    async def _hang_up(self, call: SipCall, reason: str) -> None:
+    async def hang_up(self, call: SipCall, reason: str) -> None:
         if call.dialog.state == "terminated":
+            await call.rtp.release()
             return
         call.dialog.state = "terminated"
         self.calls.pop(call.dialog.call_id, None)
         if call.answered:
             bye = call.dialog.request("BYE", self.config.public_host, self.config.port, call.transport,
                                       extra=[("Reason", f'SIP;cause=200;text="{reason[:60]}"')])
-            self._send(bye.encode(), call.source)
+            self.send(bye.encode(), call.source)
         await call.rtp.close(reason)
+        await call.rtp.release()
 
     def _on_bye(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int]) -> None:
         call = self.calls.pop(request.call_id, None)
@@ -471,7 +530,12 @@ class SipEndpoint(asyncio.DatagramProtocol):
             return
         call.dialog.state = "terminated"
         self._respond(tx, call.dialog.answer(request, 200))
-        asyncio.ensure_future(call.rtp.close("caller_bye"))
+
+        async def gone() -> None:
+            await call.rtp.close("caller_bye")
+            await call.rtp.release()  # even if a transfer was keeping the media
+
+        asyncio.ensure_future(gone())
 
     def _on_cancel(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int]) -> None:
         invite = self.transactions.find_invite(request.call_id, request.cseq[0])

@@ -255,7 +255,7 @@ class RtpSession(EdgeStream):
         start = time.monotonic()
         ticks = 0
         self.receiver.last_packet_at = start
-        while not self.closed:
+        while not self.released:
             ticks += 1
             delay = start + ticks * 0.02 - time.monotonic()
             if delay > 0:
@@ -263,7 +263,7 @@ class RtpSession(EdgeStream):
             now = time.monotonic()
             for event in self.receiver.poll(now):
                 self.put(event)
-            if now - self._last_audio > 0.06:
+            if now - self._last_audio > 0.06 and not self.closed:
                 # Silence suppression, DTX or a DTMF burst: the caller's clock keeps running,
                 # so the pipeline hears silence (and can end the turn), not a frozen stream.
                 self.put(AudioChunk(bytes(SAMPLES * 2), RATE))
@@ -278,6 +278,7 @@ class RtpSession(EdgeStream):
                     log.exception("RTCP report failed")
             if not self.on_hold and now - self.receiver.last_packet_at > self.inactivity_timeout_s:
                 await self.close("rtp_timeout")
+                await self.release()
 
     async def _release(self) -> None:
         for transport in (self._transport, self._rtcp):

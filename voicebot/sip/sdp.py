@@ -170,3 +170,13 @@ def build_answer(offer: Session, chosen: Negotiated, local_ip: str, local_port: 
         lines.append("a=ptime:20")
         lines.append(f"a={chosen.direction}")
     return "\r\n".join(lines) + "\r\n"
+
+
+def build_offer(local_ip: str, local_port: int, session_id: int, dtmf_payload_type: int = 101) -> str:
+    """Our offer for an outbound leg (a bridged transfer): PCMU, PCMA and telephone-event."""
+    family = "IP6" if ":" in local_ip else "IP4"
+    return "\r\n".join([
+        "v=0", f"o=voicebot {session_id} 1 IN {family} {local_ip}", "s=voicebot", f"c=IN {family} {local_ip}", "t=0 0",
+        f"m=audio {local_port} RTP/AVP 0 8 {dtmf_payload_type}", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+        f"a=rtpmap:{dtmf_payload_type} telephone-event/8000", f"a=fmtp:{dtmf_payload_type} 0-15", "a=ptime:20",
+        "a=sendrecv"]) + "\r\n"

@@ -8,8 +8,28 @@ the INVITE the transferee sends), and as a User-to-User header (RFC 7433).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class TransferTarget:
+    """Where a queue's calls go: ``refer`` asks the caller's side to call ``uri`` (and bridges
+    when the REFER is refused); ``bridge`` calls ``uri`` from voicebot and relays the media,
+    so the caller stays with voicebot if nobody answers within ``ring_s``."""
+
+    uri: str
+    method: str = "refer"  # refer | bridge
+    ring_s: float = 30.0
+
+
+def uri_address(uri: str) -> tuple[str, int]:
+    """Host and port to send to for a SIP URI (no DNS SRV: give a proxy's address instead)."""
+    match = re.match(r"^sips?:(?:[^@]*@)?(\[[^\]]+\]|[^:;?>]+)(?::(\d+))?", uri.strip().strip("<>"), re.I)
+    if match is None:
+        raise ValueError(f"not a SIP URI: {uri!r}")
+    return match.group(1).strip("[]"), int(match.group(2) or 5060)
 
 
 def handoff_headers(record: dict[str, Any] | None, context_url: str) -> list[tuple[str, str]]:
