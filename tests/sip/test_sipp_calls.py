@@ -2,86 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
+from tests.sip.harness import DTMF_PCAPS, SCENARIOS, SIPP, calls, free_port, record, sipp, voicebot_server
 from tests.speech import phone_line, piper
 from voicebot.sip.rtp import g711_encode
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ROOT / "sip" / "scenarios"
-DTMF_PCAPS = Path("/usr/share/sip-tester")
-SIPP = shutil.which("sipp")
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sip")
-    http, sip = free_port(), free_port_both()
-    proc = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--port", str(http), "--sip-port", str(sip),
-                             "--db", str(tmp / "calls.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "VOICEBOT_SIP_ANSWER_AFTER_S": "1.0",
-                                            "VOICEBOT_MAX_CALLS": "20",
-                                            "VOICEBOT_SIP_MAX_SETUPS_PER_S": "50",
-                                            "VOICEBOT_SIP_TRANSFER_TARGETS": '{"general": "sip:agents@127.0.0.1:5999"}'})
-    base = f"http://127.0.0.1:{http}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.5)
-    yield {"http": base, "sip": sip, "tmp": tmp}
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-def free_port_both() -> int:
-    """A port free for both UDP and TCP (SIP listens on both)."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port")
-
-
-def calls(base: str) -> list[dict]:
-    with urllib.request.urlopen(base + "/api/calls", timeout=5) as r:
-        return json.loads(r.read())
-
-
-def record(base: str, call_id: str) -> dict:
-    with urllib.request.urlopen(f"{base}/api/calls/{call_id}", timeout=5) as r:
-        return json.loads(r.read())
-
-
-def sipp(server: dict, scenario: str, *args: str, timeout: int = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SIPP, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
-                           "-m", "1", "-timeout", f"{timeout}s", "-nostdin", "-trace_err", *args,
-                           f"127.0.0.1:{server['sip']}"], capture_output=True, text=True, timeout=timeout + 30,
-                          cwd=server["tmp"])
+    with voicebot_server(tmp_path_factory.mktemp("sip"), {
+            "VOICEBOT_SIP_ANSWER_AFTER_S": "1.0", "VOICEBOT_MAX_CALLS": "20", "VOICEBOT_SIP_MAX_SETUPS_PER_S": "50",
+            "VOICEBOT_SIP_TRANSFER_TARGETS": '{"general": "sip:agents@127.0.0.1:5999"}'}) as server:
+        yield server
 
 
 @pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed; make test installs it")

@@ -45,9 +45,12 @@ class CallService:
         self._run(stream, call_id, dialog, channel, caller, None)
         return call_id
 
-    def resume(self, stream: MediaStream, call_id: str, queue: str, status: int | None) -> bool:
+    async def resume(self, stream: MediaStream, call_id: str, queue: str, status: int | None) -> bool:
         """Back to the bot on the same call and record, after the edge kept a caller whose
         transfer failed.  False when this process no longer knows the call."""
+        previous = self.active.get(call_id)
+        if previous is not None:  # a busy target answers faster than the bot's pipeline winds down
+            await asyncio.wait({previous}, timeout=10)
         entry = self.handed_on.pop(call_id, None)
         if entry is None or call_id in self.active:
             return False

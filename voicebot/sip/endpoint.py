@@ -8,7 +8,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -71,7 +71,7 @@ class SipCall:
 
 
 StartCall = Callable[[MediaStream, str, str], str]  # (stream, channel, caller) -> call record id
-ResumeCall = Callable[[MediaStream, str, str, "int | None"], bool]  # stream, call id, queue, target status
+ResumeCall = Callable[[MediaStream, str, str, "int | None"], Awaitable[bool]]  # stream, call id, queue, target status
 
 
 class CallRecords(Protocol):
@@ -410,8 +410,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
             outcome = await self._transfer(call, target)
             if outcome.get("kept") and call.dialog.state == "confirmed" and not call.rtp.released:
                 queue = reason[9:]
-                if self.resume_call is not None and self.resume_call(call.rtp, call.call_id or "", queue,
-                                                                     outcome.get("target_status")):
+                if self.resume_call is not None and await self.resume_call(call.rtp, call.call_id or "", queue,
+                                                                           outcome.get("target_status")):
                     continue  # back with the bot; watch for its next hang-up or transfer
             reason = outcome.get("end_reason", "transfer_failed" if not outcome["ok"] else reason)
             break

@@ -1,0 +1,189 @@
+"""What the end-to-end SIP tests share: a real `voicebot serve` in a subprocess, free ports,
+the record API, SIPp runs, and baresip driven over its ctrl_tcp interface."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ROOT / "sip" / "scenarios"
+DTMF_PCAPS = Path("/usr/share/sip-tester")
+SIPP = shutil.which("sipp")
+BARESIP = shutil.which("baresip")
+BARESIP_MODULES = Path("/usr/lib/baresip/modules")
+HAVE_BARESIP = BARESIP is not None and BARESIP_MODULES.exists()
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_both() -> int:
+    """A port free for both UDP and TCP (SIP listens on both)."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
+
+
+@contextmanager
+def voicebot_server(tmp: Path, env: dict[str, str]) -> Iterator[dict]:
+    """`voicebot serve` on free ports with its own database; yields where to reach it."""
+    http, sip = free_port(), free_port_both()
+    proc = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--port", str(http), "--sip-port", str(sip),
+                             "--db", str(tmp / "calls.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+    base = f"http://127.0.0.1:{http}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.5)
+        yield {"http": base, "sip": sip, "tmp": tmp, "db": tmp / "calls.sqlite3"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def calls(base: str) -> list[dict]:
+    with urllib.request.urlopen(base + "/api/calls", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def record(base: str, call_id: str) -> dict:
+    with urllib.request.urlopen(f"{base}/api/calls/{call_id}", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def new_calls(base: str, before: set[str]) -> list[dict]:
+    return [c for c in calls(base) if c["id"] not in before]
+
+
+def sipp(server: dict, scenario: str, *args: str, timeout: int = 90) -> subprocess.CompletedProcess[str]:
+    """A SIPp client call to the server, run from the server's folder (pcaps, audio files)."""
+    assert SIPP is not None
+    return subprocess.run([SIPP, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
+                           "-m", "1", "-timeout", f"{timeout}s", "-nostdin", "-trace_err", *args,
+                           f"127.0.0.1:{server['sip']}"], capture_output=True, text=True, timeout=timeout + 30,
+                          cwd=server["tmp"])
+
+
+def sipp_phone(folder: Path, scenario: str, port: int, timeout: int = 60) -> subprocess.Popen[str]:
+    """A SIPp UAS (an agent's phone) listening on ``port`` for one call."""
+    assert SIPP is not None
+    return subprocess.Popen([SIPP, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(port),
+                             "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), "-m", "1",
+                             "-timeout", f"{timeout}s", "-nostdin", "-trace_err"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder)
+
+
+def write_wav(path: Path, pcm: bytes, rate: int = 8000) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+
+
+class Baresip:
+    """Debian's baresip 1.0, headless: dials, plays a WAV as its microphone, records what it
+    hears, and takes commands (``sndcode`` for DTMF) over ctrl_tcp's netstring JSON."""
+
+    def __init__(self, folder: Path, source_wav: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "rec").mkdir(exist_ok=True)
+        self.folder = folder
+        self.ctrl_port = free_port()
+        (folder / "config").write_text("\n".join([
+            f"sip_listen 127.0.0.1:{free_port(socket.SOCK_DGRAM)}", "audio_player aufile,/dev/null",
+            f"audio_source aufile,{source_wav}", "audio_alert aufile,/dev/null",
+            f"module_path {BARESIP_MODULES}", "module g711.so", "module aufile.so", "module sndfile.so",
+            "module_app account.so", "module_app menu.so", "module_app ctrl_tcp.so",
+            f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}", f"snd_path {folder / 'rec'}", ""]))
+        (folder / "accounts").write_text("<sip:caller@127.0.0.1>;regint=0\n")
+        self.proc: subprocess.Popen[str] | None = None
+        self._ctrl: socket.socket | None = None
+
+    def dial(self, uri: str, limit_s: int = 40) -> None:
+        assert BARESIP is not None
+        self.proc = subprocess.Popen([BARESIP, "-f", str(self.folder), "-n", "127.0.0.1", "-e", f"/dial {uri}",
+                                      "-t", str(limit_s)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, cwd=self.folder)
+
+    def command(self, command: str, params: str = "") -> dict:
+        if self._ctrl is None:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    self._ctrl = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=5)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "baresip's ctrl_tcp never listened"
+                    time.sleep(0.2)
+        body = json.dumps({"command": command, "params": params, "token": command}).encode()
+        self._ctrl.sendall(str(len(body)).encode() + b":" + body + b",")
+        while True:  # skip events (call progress, RTCP) until our command's response
+            length = b""
+            while not length.endswith(b":"):
+                length += self._ctrl.recv(1)
+            data = b""
+            while len(data) < int(length[:-1]) + 1:
+                data += self._ctrl.recv(int(length[:-1]) + 1 - len(data))
+            message = json.loads(data[:-1])
+            if message.get("response"):
+                return message
+
+    def send_digits(self, digits: str) -> None:
+        reply = self.command("sndcode", digits)
+        assert reply.get("ok"), reply
+
+    def wait(self, timeout: float = 90) -> str:
+        assert self.proc is not None
+        out, _ = self.proc.communicate(timeout=timeout)
+        if self._ctrl is not None:
+            self._ctrl.close()
+        return out.replace("\r", "\n")
+
+    def heard(self) -> tuple[np.ndarray, int]:
+        """What the caller heard (baresip's decoded recording), as floats."""
+        path = next((self.folder / "rec").glob("*-dec.wav"))
+        with wave.open(str(path)) as w:
+            return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768, w.getframerate()
+
+
+def tone_seconds(samples: np.ndarray, rate: int, hz: float, tolerance: float = 30.0) -> float:
+    """Seconds of audio whose strongest frequency is ``hz`` (a tone someone played)."""
+    seconds = 0.0
+    window = rate // 10
+    for start in range(0, len(samples) - window, window):
+        chunk = samples[start:start + window]
+        if float(np.sqrt(np.mean(chunk ** 2))) < 0.02:
+            continue
+        spectrum = np.abs(np.fft.rfft(chunk * np.hanning(window)))
+        if abs(float(np.fft.rfftfreq(window, 1 / rate)[spectrum.argmax()]) - hz) <= tolerance:
+            seconds += window / rate
+    return seconds
