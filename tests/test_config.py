@@ -20,3 +20,18 @@ def test_bad_settings_are_clear_errors(tmp_path: Path, text: str) -> None:
     cfg.write_text(text)
     with pytest.raises(SettingsError):
         load_settings(cfg)
+
+
+def test_transfer_targets_take_a_uri_or_a_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICEBOT_SIP_TRANSFER_TARGETS",
+                       '{"general": "sip:queue@pbx.example", "cards": {"uri": "sip:1000@10.0.0.9", "method": "bridge"}}')
+    targets = load_settings(None).sip_transfer_targets
+    assert (targets["general"].uri, targets["general"].method) == ("sip:queue@pbx.example", "refer")
+    assert (targets["cards"].method, targets["cards"].ring_s) == ("bridge", 30.0)
+
+
+@pytest.mark.parametrize("target", ['"http://pbx/queue"', '{"uri": "sip:a@b", "method": "fax"}', '{"uri": "sip:a@b", "ring_s": 0}'])
+def test_bad_transfer_targets_are_refused(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    monkeypatch.setenv("VOICEBOT_SIP_TRANSFER_TARGETS", '{"general": %s}' % target)
+    with pytest.raises(SettingsError, match="sip_transfer_targets"):
+        load_settings(None)

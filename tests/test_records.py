@@ -33,3 +33,21 @@ def test_transfer_and_listing(tmp_path: Path) -> None:
     assert record["transfer"] == {"queue": "disputes", "reason": "dispute_charge", "priority": 5, "skills": ["disputes"]}
     assert store.get_call("nope") is None
 
+
+
+def test_a_failed_transfer_reopens_the_call_and_a_bridge_finishes_it(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path / "x.sqlite3")
+    call = store.start_call("sip")
+    store.set_transfer(call, "general", "caller_request", 0, [])
+    store.end_call(call, "transferred")
+    store.reopen_call(call, {"queue": "general", "status": 486})
+    record = store.get_call(call)
+    assert (record["state"], record["outcome"], record["ended_at"], record["transfer"]) == ("ivr", None, None, None)
+    assert [e["kind"] for e in record["events"]][-1] == "transfer_failed"
+    store.set_transfer(call, "general", "caller_request", 0, [])  # asked again, and this time bridged
+    store.end_call(call, "transferred")
+    store.set_state(call, "connected")
+    store.finish_call(call)
+    record = store.get_call(call)
+    assert (record["state"], record["outcome"]) == ("ended", "transferred") and record["ended_at"] is not None
+    assert [e["data"]["state"] for e in record["events"] if e["kind"] == "state"] == ["connected", "ended"]

@@ -9,7 +9,7 @@ import pytest
 
 from voicebot.backends import FakeBank
 from voicebot.nlu.dialog import (Ask, CallerHungUp, CallStarted, Dialog, DialogContext, DtmfPressed, Hangup,
-                                 Lookup, LookupResult, NoInput, Say, Transfer, UserSaid)
+                                 Lookup, LookupResult, NoInput, Say, Transfer, TransferFailed, UserSaid)
 from voicebot.textchat import turn
 
 
@@ -258,6 +258,33 @@ def test_switching_request_mid_flow(bank) -> None:
     call.say("actually what are your opening hours")
     assert "Our branches are open" in call.text
     assert call.dialog.trace[-1].rule.startswith("flow_switch:")
+
+
+def test_failed_transfer_comes_back_to_the_bot_with_what_was_said(bank) -> None:
+    call = Call(bank)
+    call.say("what's my balance")
+    call.press("4567")
+    call.press("0")
+    assert call.transfer is not None and call.dialog.ended
+    call._run(TransferFailed("general", 486))
+    assert "nobody from our team could take your call" in call.text and "anything else" in call.text
+    assert not call.dialog.ended and call.dialog.transfer is None
+    assert call.dialog.trace[-1].rule == "transfer_failed:general"
+    assert call.dialog.slots["account_last4"] == "4567"  # nothing the caller said is lost
+    call.press("#")
+    assert call.hung_up  # and the call goes on as after any other request
+    call = Call(bank)
+    call.press("0")
+    call._run(TransferFailed("general", 486))
+    call.say("let me talk to a person")  # asking again tries again
+    assert call.transfer == Transfer("general", 0, (), "caller_request")
+
+
+def test_transfer_failed_without_a_transfer_is_ignored(bank) -> None:
+    call = Call(bank)
+    call.say("bye")
+    assert call._run(TransferFailed("general")) == []
+    assert call.dialog.trace[-1].rule == "ignored:call_over"
 
 
 def test_events_after_the_call_ended_are_ignored(bank) -> None:

@@ -260,6 +260,8 @@ class RtpSession(EdgeStream):
             delay = start + ticks * 0.02 - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if self.released:
+                break
             now = time.monotonic()
             for event in self.receiver.poll(now):
                 self.put(event)
@@ -281,6 +283,8 @@ class RtpSession(EdgeStream):
                 await self.release()
 
     async def _release(self) -> None:
+        if self._pacer is not None and self._pacer is not asyncio.current_task():
+            self._pacer.cancel()
         for transport in (self._transport, self._rtcp):
             if transport is not None:
                 transport.close()
