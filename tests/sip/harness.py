@@ -93,11 +93,12 @@ def sipp(server: dict, scenario: str, *args: str, timeout: int = 90) -> subproce
 
 
 def sipp_phone(folder: Path, scenario: str, port: int, timeout: int = 60) -> subprocess.Popen[str]:
-    """A SIPp UAS (an agent's phone) listening on ``port`` for one call."""
+    """A SIPp UAS (an agent's phone) listening on ``port`` for one call; what it received is
+    in ``<scenario>_<pid>_messages.log`` in ``folder``."""
     assert SIPP is not None
     return subprocess.Popen([SIPP, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(port),
                              "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), "-m", "1",
-                             "-timeout", f"{timeout}s", "-nostdin", "-trace_err"],
+                             "-timeout", f"{timeout}s", "-nostdin", "-trace_err", "-trace_msg"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder)
 
 
@@ -168,9 +169,10 @@ class Baresip:
             self._ctrl.close()
         return out.replace("\r", "\n")
 
-    def heard(self) -> tuple[np.ndarray, int]:
-        """What the caller heard (baresip's decoded recording), as floats."""
-        path = next((self.folder / "rec").glob("*-dec.wav"))
+    def heard(self, call: int = 0) -> tuple[np.ndarray, int]:
+        """What the caller heard on its ``call``-th call (baresip's decoded recording; a
+        transfer it follows is a second call), as floats."""
+        path = sorted((self.folder / "rec").glob("*-dec.wav"))[call]
         with wave.open(str(path)) as w:
             return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768, w.getframerate()
 
@@ -187,3 +189,8 @@ def tone_seconds(samples: np.ndarray, rate: int, hz: float, tolerance: float = 3
         if abs(float(np.fft.rfftfreq(window, 1 / rate)[spectrum.argmax()]) - hz) <= tolerance:
             seconds += window / rate
     return seconds
+
+
+def phone_messages(folder: Path, phone: subprocess.Popen[str]) -> str:
+    """The SIP messages a SIPp phone saw (its -trace_msg log)."""
+    return next(folder.glob(f"*_{phone.pid}_messages.log")).read_text(errors="replace")

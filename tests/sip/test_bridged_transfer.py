@@ -1,6 +1,7 @@
-"""Transfers that voicebot bridges itself: the caller (baresip or SIPp) stays on voicebot's
-call while voicebot calls the agent's phone (a SIPp UAS) and relays the audio; a busy agent
-sends the caller back to the bot; a caller whose phone declines REFER is bridged instead."""
+"""Transfers to an agent's phone (a SIPp UAS) with real callers: bridged by voicebot (the
+caller stays on voicebot's call while voicebot calls the agent and relays the audio), a busy
+agent sending the caller back to the bot, a declined REFER bridged instead, and a blind
+transfer that baresip follows by calling the agent itself."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.sip.harness import (DTMF_PCAPS, HAVE_BARESIP, SIPP, Baresip, free_port, new_calls, record, sipp,
-                               sipp_phone, tone_seconds, voicebot_server, write_wav)
+from tests.sip.harness import (DTMF_PCAPS, HAVE_BARESIP, SIPP, Baresip, free_port, new_calls, phone_messages, record,
+                               sipp, sipp_phone, tone_seconds, voicebot_server, write_wav)
 from voicebot.sip.rtp import g711_encode
 
 pytestmark = [pytest.mark.slow,
@@ -61,6 +62,9 @@ def test_dispute_is_bridged_to_an_agent_who_answers(server, tmp_path: Path) -> N
     states = [e["data"]["state"] for e in rec["events"] if e["kind"] == "state"]
     assert states[-2:] == ["connected", "ended"] and rec["state"] == "ended" and rec["outcome"] == "transferred"
     assert rec["transfer"]["queue"] == "disputes"
+    invite = phone_messages(server["tmp"], agent).split("INVITE sip:", 1)[1]
+    assert f"X-Voicebot-Context: {server['http']}/api/calls/{rec['id']}" in invite
+    assert "X-Voicebot-Reason: dispute_charge" in invite and ";encoding=hex;purpose=call-info" in invite
     # the caller heard the agent (the 1 kHz tone relayed through voicebot), then voicebot's BYE
     samples, rate = phone.heard()
     assert tone_seconds(samples, rate, AGENT_TONE_HZ) > 2.0
@@ -113,3 +117,23 @@ def test_declined_refer_falls_back_to_a_bridge(server) -> None:
     assert refer["method"] == "REFER" and refer["refer_status"] == 603 and not refer["ok"]
     assert bridged["method"] == "bridge" and bridged["ok"] and bridged["ended_by"] == "agent"
     assert rec["state"] == "ended" and rec["transfer"]["queue"] == "general"
+
+
+@pytest.mark.skipif(not HAVE_BARESIP, reason="baresip-core is not installed; make test installs it")
+def test_a_caller_that_follows_the_refer_reaches_the_agent(server, tmp_path: Path) -> None:
+    agent = sipp_phone(server["tmp"], "uas_agent.xml", server["agent_port"])
+    before = {c["id"] for c in new_calls(server["http"], set())}
+    phone = Baresip(tmp_path / "caller", server["tmp"] / "quiet.wav")
+    phone.dial(f"sip:bank@127.0.0.1:{server['sip']}", limit_s=45)
+    time.sleep(4)
+    phone.send_digits("0")  # an agent: the general queue, by REFER, which baresip follows
+    log = phone.wait()
+    agent_out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, agent_out[-3000:]  # reached, with the call id and queue in hand
+    rec = record(server["http"], new_calls(server["http"], before)[0]["id"])
+    refer = transfer_events(rec)[-1]
+    assert (refer["method"], refer["refer_status"], refer["target_status"], refer["ok"]) == ("REFER", 202, 200, True)
+    assert f"X-Voicebot-Call-Id={rec['id']}" in phone_messages(server["tmp"], agent)
+    assert "Call established: sip:agent@" in log
+    samples, rate = phone.heard(call=1)  # the agent, on the call baresip placed: voicebot is out of it
+    assert tone_seconds(samples, rate, AGENT_TONE_HZ) > 2.0

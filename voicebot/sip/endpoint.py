@@ -19,7 +19,7 @@ from voicebot.sip.auth import DigestAuthenticator
 from voicebot.sip.dialog import ALLOW, REASONS, SipDialog, new_tag, response_to
 from voicebot.sip.message import SipParseError, SipRequest, SipResponse, StreamParser, parse
 from voicebot.sip.rtp import RtpReceiver, RtpSender, RtpSession
-from voicebot.sip.sdp import NotAcceptable, SdpError, build_answer, negotiate, parse_sdp
+from voicebot.sip.sdp import NotAcceptable, SdpError, build_answer, negotiate, parse_sdp, sdp_body
 from voicebot.sip.transaction import Send, ServerTransaction, ServerTransactions, TimedOut
 from voicebot.sip.transfer import TransferTarget
 
@@ -218,6 +218,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
         handler = {"INVITE": self._on_invite, "BYE": self._on_bye, "CANCEL": self._on_cancel,
                    "OPTIONS": self._on_options, "NOTIFY": self._on_notify}.get(message.method)
         if handler is not None:
+            if message.method not in ("INVITE", "CANCEL") and self._unsupported(message, tx):
+                return  # (an INVITE is checked after who sent it)
             handler(message, tx, addr)
         elif message.method in KNOWN_METHODS:
             self._respond(tx, response_to(message, 405, to_tag=new_tag()), allow=True)
@@ -247,6 +249,15 @@ class SipEndpoint(asyncio.DatagramProtocol):
             return
         response.headers.add("Warning", f'399 voicebot "{exc.reason[:100]}"')
         self.send(response.encode(), addr)
+
+    def _unsupported(self, request: SipRequest, tx: ServerTransaction) -> bool:
+        """§8.2.2.3: we support no extensions, so any Require gets 420 naming them."""
+        required = [r for r in request.headers.get_all("Require") if r.strip()]
+        if required:
+            response = response_to(request, 420, to_tag=new_tag())
+            response.headers.add("Unsupported", ", ".join(required))
+            self._respond(tx, response)
+        return bool(required)
 
     def _respond(self, tx: ServerTransaction, response: SipResponse, allow: bool = False) -> None:
         if allow:
@@ -301,29 +312,25 @@ class SipEndpoint(asyncio.DatagramProtocol):
                 log.info("SIP: refused INVITE from %s (%s)", addr, verdict)
                 self._respond(tx, response_to(request, 403, to_tag=new_tag()))
                 return
-        required = [r.strip() for r in request.headers.get_all("Require") if r.strip()]
-        if required:
-            response = response_to(request, 420, to_tag=new_tag())
-            response.headers.add("Unsupported", ", ".join(required))
-            self._respond(tx, response)
-            return
         inbound = sum(1 for c in self.calls.values() if not c.outbound)
+        if self._unsupported(request, tx):
+            return
         if not self._take_setup_token() or inbound + len(self._answering) >= self.config.max_calls:
             response = response_to(request, 503, to_tag=new_tag())
             response.headers.add("Retry-After", "5")
             self._respond(tx, response)
             return
-        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if not request.body:
             self._respond(tx, response_to(request, 488, "SDP offer required", to_tag=new_tag()))
             return
-        if content_type != "application/sdp":
+        sdp = sdp_body(request.headers.get("Content-Type") or "", request.body)
+        if sdp is None:
             response = response_to(request, 415, to_tag=new_tag())
-            response.headers.add("Accept", "application/sdp")
+            response.headers.add("Accept", "application/sdp, multipart/mixed")
             self._respond(tx, response)
             return
         try:
-            offer = parse_sdp(request.body.decode("utf-8", "replace"))
+            offer = parse_sdp(sdp.decode("utf-8", "replace"))
             chosen = negotiate(offer)
         except SdpError as exc:
             self._respond(tx, response_to(request, 400, f"Bad SDP: {exc}"[:80], to_tag=new_tag()))
@@ -369,8 +376,9 @@ class SipEndpoint(asyncio.DatagramProtocol):
 
     def _on_reinvite(self, call: SipCall, request: SipRequest, tx: ServerTransaction) -> None:
         """Hold, unhold, a new media address, a session refresh: answer with our SDP."""
+        sdp = sdp_body(request.headers.get("Content-Type") or "", request.body) if request.body else None
         try:
-            offer = parse_sdp(request.body.decode("utf-8", "replace")) if request.body else None
+            offer = parse_sdp(sdp.decode("utf-8", "replace")) if sdp else None
             chosen = negotiate(offer) if offer is not None else None
         except (SdpError, NotAcceptable):
             self._respond(tx, call.dialog.answer(request, 488))
@@ -410,6 +418,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
             outcome = await self._transfer(call, target)
             if outcome.get("kept") and call.dialog.state == "confirmed" and not call.rtp.released:
                 queue = reason[9:]
+                if call.rtp.closed:
+                    call.rtp.reopen()  # a bridge has already reopened it; after a REFER it is ours again
                 if self.resume_call is not None and await self.resume_call(call.rtp, call.call_id or "", queue,
                                                                            outcome.get("target_status")):
                     continue  # back with the bot; watch for its next hang-up or transfer

@@ -33,6 +33,8 @@ MULTI = {"Via", "Route", "Record-Route", "Contact", "Allow", "Supported", "Requi
          "Unsupported", "Accept", "Allow-Events"}
 TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 REQUIRED = ("Via", "To", "From", "Call-ID", "CSeq")
+SINGLE = ("To", "From", "Call-ID", "CSeq", "Content-Length", "Max-Forwards", "Content-Type")  # once each
+SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):\S+$")
 
 
 class SipParseError(Exception):
@@ -236,6 +238,8 @@ def _start_line(start: str, headers: Headers) -> SipMessage:
         return SipResponse(int(code), reason, headers, version="SIP/2.0")
     if len(parts) == 2 and parts[0].upper().startswith("SIP/") and parts[1].isdigit():
         return SipResponse(int(parts[1]), "", headers)
+    if len(parts) == 3 and len(parts[2].split()) > 1 and parts[2].split()[-1].upper() == "SIP/2.0":
+        raise SipParseError(f"whitespace inside the Request-URI in {start[:80]!r}")
     if len(parts) != 3:
         raise SipParseError(f"malformed start line {start[:80]!r}")
     method, uri, version = parts
@@ -243,8 +247,8 @@ def _start_line(start: str, headers: Headers) -> SipMessage:
         raise SipParseError(f"bad method {method!r}")
     if version.upper() != "SIP/2.0":
         raise SipParseError(f"unsupported version {version}", 505)
-    if ":" not in uri or " " in uri:
-        raise SipParseError(f"bad Request-URI {uri!r}", 416 if ":" in uri else 400)
+    if not SCHEME.match(uri):
+        raise SipParseError(f"bad Request-URI {uri!r}")  # also <sip:...> in angle brackets
     return SipRequest(method, uri, headers)
 
 
@@ -252,6 +256,18 @@ def _check_request(request: SipRequest) -> None:
     for name in REQUIRED:
         if name not in request.headers:
             raise SipParseError(f"missing {name} header")
+    for name in SINGLE:
+        if len(request.headers.get_all(name)) > 1:
+            raise SipParseError(f"more than one {name} header")
+    for name in ("From", "To"):
+        parse_name_addr(request.headers.get(name) or "")
+    for via in request.headers.get_all("Via"):
+        parse_via(via)
+    contact = request.headers.get("Contact")
+    if request.method == "INVITE" and contact is not None:
+        parse_name_addr(split_list(contact)[0] if contact.strip() else contact)
+    if SCHEME.match(request.uri).group(1).lower() not in ("sip", "sips", "tel"):  # type: ignore[union-attr]
+        raise SipParseError(f"unsupported URI scheme in {request.uri!r}", 416)
     number, method = request.cseq
     if method != request.method.upper():
         raise SipParseError(f"CSeq method {method} does not match {request.method}")
@@ -317,7 +333,8 @@ class NameAddr:
         return self.params.get("tag")
 
     def __str__(self) -> str:
-        display = f'"{self.display}" ' if self.display else ""
+        quoted = self.display.replace("\\", "\\\\").replace('"', '\\"')
+        display = f'"{quoted}" ' if self.display else ""
         params = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self.params.items())
         return f"{display}<{self.uri}>{params}"
 
@@ -350,15 +367,32 @@ def split_on(text: str, sep: str) -> list[str]:
 def parse_name_addr(value: str) -> NameAddr:
     """``"Alice" <sip:alice@x>;tag=1`` or ``sip:alice@x;tag=1`` (params then belong to the header)."""
     value = value.strip()
+    display = ""
+    if value.startswith('"'):  # a quoted display name may hold anything, "<" and "\"" included
+        end, escaped = 1, False
+        while end < len(value) and (escaped or value[end] != '"'):
+            escaped = not escaped and value[end] == "\\"
+            end += 1
+        if end >= len(value):
+            raise SipParseError(f"unterminated quoted display name in {value!r}")
+        display = re.sub(r"\\(.)", r"\1", value[1:end])
+        value = value[end + 1:].lstrip()
+        if not value.startswith("<"):
+            raise SipParseError(f"a quoted display name must be followed by <URI> in {value!r}")
     if "<" in value:
         before, _, rest = value.partition("<")
         uri, sep, after = rest.partition(">")
         if not sep:
             raise SipParseError(f"unclosed '<' in {value!r}")
-        display = before.strip().strip('"').strip()
-        return NameAddr(display, uri.strip(), parse_params(after))
+        if before.strip():
+            if display or not all(TOKEN.match(word) for word in before.split()):
+                raise SipParseError(f"display name {before.strip()!r} must be quoted")
+            display = " ".join(before.split())
+        if not SCHEME.match(uri):
+            raise SipParseError(f"bad URI <{uri}>")
+        return NameAddr(display, uri, parse_params(after))
     uri, _, params = value.partition(";")
-    if ":" not in uri:
+    if not SCHEME.match(uri.strip()):
         raise SipParseError(f"bad address {value!r}")
     return NameAddr("", uri.strip(), parse_params(params))
 
@@ -376,7 +410,7 @@ class Via:
 
 
 def parse_via(value: str) -> Via:
-    match = re.match(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^;\s]+)\s*(.*)$", value, re.I)
+    match = re.match(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([^;\s]+)\s*(.*)$", value, re.I)
     if match is None:
         raise SipParseError(f"bad Via {value!r}")
     transport, sent_by, params = match.groups()

@@ -180,3 +180,25 @@ def build_offer(local_ip: str, local_port: int, session_id: int, dtmf_payload_ty
         f"m=audio {local_port} RTP/AVP 0 8 {dtmf_payload_type}", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
         f"a=rtpmap:{dtmf_payload_type} telephone-event/8000", f"a=fmtp:{dtmf_payload_type} 0-15", "a=ptime:20",
         "a=sendrecv"]) + "\r\n"
+
+
+def sdp_body(content_type: str, body: bytes) -> bytes | None:
+    """The SDP in a request body: the body itself, or the application/sdp part of a multipart
+    body (SIP-I/SIP-T trunks send SDP alongside ISUP).  None when there is no SDP."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "application/sdp":
+        return body
+    if not kind.startswith("multipart/"):
+        return None
+    from email.parser import BytesParser
+    from email.policy import compat32
+
+    message = BytesParser(policy=compat32).parsebytes(b"Content-Type: " + content_type.encode("utf-8", "replace")
+                                                      + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        return None
+    for part in message.walk():
+        if part.get_content_type() == "application/sdp":
+            payload = part.get_payload(decode=True)
+            return payload if isinstance(payload, bytes) else None
+    return None

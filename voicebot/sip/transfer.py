@@ -56,10 +56,20 @@ def user_to_user(headers: list[tuple[str, str]]) -> str:
     return f"{text.encode().hex()};encoding=hex;purpose=call-info"
 
 
+MAX_REFER_TO = 250  # some phones drop a longer Refer-To (baresip 1.0 transfers to '' past 255)
+
+
 def refer_to(target: str, headers: list[tuple[str, str]], uui: str) -> str:
-    """``<target?X-Voicebot-...=...&User-to-User=...>``: URI headers ride into the new INVITE."""
-    query = "&".join(f"{name}={quote(value, safe='')}" for name, value in [*headers, ("User-to-User", uui)])
-    return f"<{target}?{query}>"
+    """``<target?X-Voicebot-...=...&User-to-User=...>``: URI headers ride into the new INVITE.
+
+    Headers go in in order of importance while the value stays under MAX_REFER_TO; the REFER
+    itself always carries all of them, and the call id leads to the rest."""
+    query = ""
+    for name, value in [*headers, ("User-to-User", uui)]:
+        part = f"{'&' if query else '?'}{name}={quote(value, safe='')}"
+        if len(target) + len(query) + len(part) + 2 <= MAX_REFER_TO:
+            query += part
+    return f"<{target}{query}>"
 
 
 def sipfrag_status(body: bytes) -> int | None:
