@@ -312,9 +312,9 @@ class SipEndpoint(asyncio.DatagramProtocol):
                 log.info("SIP: refused INVITE from %s (%s)", addr, verdict)
                 self._respond(tx, response_to(request, 403, to_tag=new_tag()))
                 return
-        inbound = sum(1 for c in self.calls.values() if not c.outbound)
         if self._unsupported(request, tx):
             return
+        inbound = sum(1 for c in self.calls.values() if not c.outbound)  # agent legs don't count
         if not self._take_setup_token() or inbound + len(self._answering) >= self.config.max_calls:
             response = response_to(request, 503, to_tag=new_tag())
             response.headers.add("Retry-After", "5")
