@@ -35,3 +35,19 @@ def test_bad_transfer_targets_are_refused(monkeypatch: pytest.MonkeyPatch, targe
     monkeypatch.setenv("VOICEBOT_SIP_TRANSFER_TARGETS", '{"general": %s}' % target)
     with pytest.raises(SettingsError, match="sip_transfer_targets"):
         load_settings(None)
+
+
+def test_sip_trunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOICEBOT_SIP_TRUNKS", '[{"name": "carrier", "networks": ["203.0.113.0/24"], '
+                                              '"credentials": {"c1": "pw"}}, {"name": "pbx", "networks": ["10.0.0.0/8"]}]')
+    trunks = load_settings(None).sip_trunks
+    assert [(t.name, t.networks, t.credentials) for t in trunks] == [
+        ("carrier", ["203.0.113.0/24"], {"c1": "pw"}), ("pbx", ["10.0.0.0/8"], {})]
+
+
+@pytest.mark.parametrize("trunk", ['{"name": "x"}', '{"name": "x", "networks": ["10.0.0.300/8"]}',
+                                   '{"name": "bad name", "networks": ["10.0.0.0/8"]}'])
+def test_bad_trunks_are_refused(monkeypatch: pytest.MonkeyPatch, trunk: str) -> None:
+    monkeypatch.setenv("VOICEBOT_SIP_TRUNKS", f"[{trunk}]")
+    with pytest.raises(SettingsError, match="sip_trunks"):
+        load_settings(None)

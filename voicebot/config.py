@@ -3,13 +3,14 @@ then command-line flags.  Embedded defaults need nothing: SQLite, the sample ban
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +24,29 @@ class SipTransferTarget(BaseModel):
     method: Literal["refer", "bridge"] = Field(
         "refer", description="refer: blind transfer (bridged when refused); bridge: voicebot calls and relays")
     ring_s: float = Field(30.0, gt=0, le=300, description="bridge: give up (and keep the caller) after this")
+
+
+class SipTrunk(BaseModel):
+    """A PBX, SBC or carrier allowed to send calls: by source network, by digest, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    networks: list[str] = Field(default_factory=list, description="source networks (CIDR)")
+    credentials: dict[str, str] = Field(default_factory=dict, description="digest user → password")
+
+    @field_validator("networks")
+    @classmethod
+    def _cidr(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> "SipTrunk":
+        if not self.networks and not self.credentials:
+            raise ValueError(f"trunk {self.name!r} needs networks, credentials or both")
+        return self
 
 
 class Settings(BaseModel):
@@ -49,6 +73,8 @@ class Settings(BaseModel):
     sip_allowed_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     sip_credentials: dict[str, str] = Field(default_factory=dict,
                                             description="digest user → password for callers off the allow-list")
+    sip_trunks: list[SipTrunk] = Field(
+        default_factory=list, description="who may call, per trunk; replaces sip_allowed_networks/sip_credentials")
     sip_tcp: bool = True
     sip_transfer_targets: dict[str, SipTransferTarget] = Field(
         default_factory=dict, description="queue → SIP URI or {uri, method, ring_s}: transfers to these queues leave by SIP")

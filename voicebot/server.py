@@ -56,6 +56,7 @@ def serve(settings: Settings) -> int:
         sip = None
         if settings.sip:
             from voicebot.sip.endpoint import SipConfig, SipEndpoint
+            from voicebot.sip.access import Trunk
             from voicebot.sip.transfer import TransferTarget
 
             sip = SipEndpoint(SipConfig(host=settings.sip_host, port=settings.sip_port,
@@ -63,6 +64,7 @@ def serve(settings: Settings) -> int:
                                         allowed_networks=settings.sip_allowed_networks,
                                         provisional=settings.sip_provisional,
                                         credentials=settings.sip_credentials, tcp=settings.sip_tcp,
+                                        trunks=[Trunk(t.name, t.networks, t.credentials) for t in settings.sip_trunks],
                                         max_setups_per_s=settings.sip_max_setups_per_s,
                                         transfer_targets={q: TransferTarget(t.uri, t.method, t.ring_s)
                                                           for q, t in settings.sip_transfer_targets.items()},

@@ -49,5 +49,7 @@ def test_baresip_caller_speaks_keys_digits_and_the_bot_hangs_up(tmp_path: Path) 
                                                                             "[DTMF #]"]
     assert any("$2,450.75" in t["text"] for t in rec["turns"] if t["speaker"] == "bot")
     assert rec["outcome"] == "completed" and rec["ended_at"] is not None
+    sip_call = [e["data"] for e in rec["events"] if e["kind"] == "sip_call"]
+    assert sip_call[0]["trunk"] == "allowed" and sip_call[0]["sip_call_id"]  # 127.0.0.0/8 is on the allow-list
     samples, _ = phone.heard()  # the bot's prompts, decoded on the client side
     assert float(np.sqrt(np.mean(samples ** 2))) > 0.01

@@ -5,7 +5,6 @@ down the process."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,7 +14,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter
 
 from voicebot.media import MediaStream
-from voicebot.sip.auth import DigestAuthenticator
+from voicebot.sip.access import AccessPolicy, Trunk
 from voicebot.sip.dialog import ALLOW, REASONS, SipDialog, new_tag, response_to
 from voicebot.sip.message import SipParseError, SipRequest, SipResponse, StreamParser, parse
 from voicebot.sip.rtp import RtpReceiver, RtpSender, RtpSession
@@ -26,6 +25,8 @@ from voicebot.sip.transfer import TransferTarget
 log = logging.getLogger(__name__)
 
 SIP_MESSAGES = Counter("voicebot_sip_messages_total", "SIP messages by outcome", ["kind"])
+SIP_ACCESS = Counter("voicebot_sip_access_total", "INVITEs by trunk and what access control decided",
+                     ["trunk", "decision"])
 MAX_ECHO_LINES = 64
 KNOWN_METHODS = {"REGISTER", "SUBSCRIBE", "NOTIFY", "MESSAGE", "INFO", "PRACK", "UPDATE", "REFER", "PUBLISH"}
 
@@ -47,6 +48,14 @@ class SipConfig:
     context_base_url: str = "http://127.0.0.1:8080"
     credentials: dict[str, str] = field(default_factory=dict)  # digest users for sources off the allow-list
     realm: str = "voicebot"
+    trunks: list[Trunk] = field(default_factory=list)  # when set, replaces allowed_networks/credentials
+
+    def access_trunks(self) -> list[Trunk]:
+        """The trunks, or the two that allowed_networks and credentials stand for."""
+        if self.trunks:
+            return self.trunks
+        implicit = [Trunk("allowed", networks=self.allowed_networks)] if self.allowed_networks else []
+        return implicit + ([Trunk("digest", credentials=self.credentials)] if self.credentials else [])
 
     def __post_init__(self) -> None:
         self.transfer_targets = {queue: TransferTarget(t) if isinstance(t, str) else t
@@ -68,6 +77,7 @@ class SipCall:
     call_id: str | None = None
     transport: str = "UDP"
     outbound: bool = False  # a leg voicebot placed (a bridged transfer's agent side)
+    trunk: str | None = None  # which trunk access control matched
 
 
 StartCall = Callable[[MediaStream, str, str], str]  # (stream, channel, caller) -> call record id
@@ -99,9 +109,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self._timer: asyncio.Task[None] | None = None
         self._tcp_server: asyncio.base_events.Server | None = None
         self._tcp_writers: dict[tuple[str, int], asyncio.StreamWriter] = {}
-        self._networks = [ipaddress.ip_network(n, strict=False) for n in config.allowed_networks]
+        self.access = AccessPolicy(config.access_trunks(), config.realm)
         self.session_counter = int(time.time())
-        self.auth = DigestAuthenticator(config.realm, config.credentials) if config.credentials else None
         self._setup_tokens = max(1.0, config.max_setups_per_s)
         self._setup_tokens_at = time.monotonic()
 
@@ -265,13 +274,6 @@ class SipEndpoint(asyncio.DatagramProtocol):
         response.headers.add("Server", "voicebot")
         self._out(self.transactions.respond(tx, response, time.monotonic()))
 
-    def _allowed(self, addr: tuple[str, int]) -> bool:
-        try:
-            ip = ipaddress.ip_address(addr[0])
-        except ValueError:
-            return False
-        return any(ip in net for net in self._networks)
-
     def _take_setup_token(self) -> bool:
         """Token bucket on call setups: an INVITE flood gets 503s, not a stalled server."""
         now = time.monotonic()
@@ -298,20 +300,18 @@ class SipEndpoint(asyncio.DatagramProtocol):
         if ";tag=" in (request.headers.get("To") or "").replace(" ", ""):
             self._respond(tx, response_to(request, 481))
             return
-        if not self._allowed(addr):
-            verdict = self.auth.verify("INVITE", request.headers.get("Authorization")) if self.auth else "bad"
-            if verdict in ("missing", "stale") and self.auth is not None:
-                SIP_MESSAGES.labels("auth_challenge").inc()
-                response = response_to(request, 401, to_tag=new_tag())
-                for value in self.auth.challenge(stale=verdict == "stale"):
-                    response.headers.add("WWW-Authenticate", value)
-                self._respond(tx, response)
-                return
-            if verdict != "ok":
-                SIP_MESSAGES.labels("forbidden").inc()
-                log.info("SIP: refused INVITE from %s (%s)", addr, verdict)
-                self._respond(tx, response_to(request, 403, to_tag=new_tag()))
-                return
+        verdict = self.access.check(addr[0], "INVITE", request.headers.get("Authorization"))
+        SIP_ACCESS.labels(verdict.trunk or "none", verdict.decision).inc()
+        if verdict.decision == "challenge":
+            response = response_to(request, 401, to_tag=new_tag())
+            for value in verdict.challenge:
+                response.headers.add("WWW-Authenticate", value)
+            self._respond(tx, response)
+            return
+        if verdict.decision != "allow":
+            log.info("SIP: refused INVITE from %s (%s)", addr, verdict.why)
+            self._respond(tx, response_to(request, 403, to_tag=new_tag()))
+            return
         if self._unsupported(request, tx):
             return
         inbound = sum(1 for c in self.calls.values() if not c.outbound)  # agent legs don't count
@@ -342,9 +342,10 @@ class SipEndpoint(asyncio.DatagramProtocol):
             return
         self._respond(tx, response_to(request, 100))
         self._answering.add(request.call_id)
-        asyncio.ensure_future(self._answer(request, tx, addr, offer, chosen))
+        asyncio.ensure_future(self._answer(request, tx, addr, offer, chosen, verdict.trunk))
 
-    async def _answer(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int], offer, chosen) -> None:  # type: ignore[no-untyped-def]
+    async def _answer(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int], offer, chosen,  # type: ignore[no-untyped-def]
+                      trunk: str | None) -> None:
         host = self.config.public_host
         contact = f"sip:voicebot@{host}:{self.config.port}"
         dialog = SipDialog.from_invite(request, contact)
@@ -358,7 +359,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self._answering.discard(request.call_id)
             self._respond(tx, response_to(request, 503, to_tag=dialog.local_tag))
             return
-        call = SipCall(dialog, tx, rtp, addr, transport="TCP" if tx.reliable else "UDP")
+        call = SipCall(dialog, tx, rtp, addr, transport="TCP" if tx.reliable else "UDP", trunk=trunk)
         # a transfer to a configured target keeps the caller's media for a bridge or the bot
         rtp.retain = lambda reason: reason.startswith("transfer:") and reason[9:] in self.config.transfer_targets
         self.calls[request.call_id] = call
@@ -403,6 +404,9 @@ class SipEndpoint(asyncio.DatagramProtocol):
         call.dialog.state = "confirmed"
         caller = call.dialog.remote
         call.call_id = self.start_call(call.rtp, "sip", _caller_number(caller))
+        # what an operator needs to find this call in the PBX's logs too
+        self._record(call, "sip_call", {"trunk": call.trunk, "source": f"{call.source[0]}:{call.source[1]}",
+                                        "sip_call_id": call.dialog.call_id, "from": caller[:200]})
         asyncio.ensure_future(self._watch(call))
 
     async def _watch(self, call: SipCall) -> None:
