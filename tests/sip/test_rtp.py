@@ -103,3 +103,48 @@ def test_rtcp_sender_report_describes_both_directions() -> None:
     assert block.ssrc == 88 and block.packets_lost == 1 and block.fraction_lost > 0
     receiver.receive_rtcp(b"\x00junk", 1.0)
     assert receiver.stats.garbage == 1
+
+
+async def test_symmetric_rtp_latches_to_the_real_source_once() -> None:
+    import asyncio
+    import socket
+
+    from voicebot.sip.rtp import RtpSession
+
+    def udp() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        return s
+
+    signalled, behind_nat, stranger = udp(), udp(), udp()
+    session = RtpSession(RtpReceiver(0, "PCMU", 101), RtpSender(0, "PCMU"), signalled.getsockname())
+    port = await session.open("127.0.0.1")
+    caller = RtpSender(0, "PCMU")
+    try:
+        await asyncio.sleep(0.1)
+        assert _drain(signalled) > 0  # before any media: what SDP said
+        behind_nat.sendto(caller.packet(tone()), ("127.0.0.1", port))
+        stranger.sendto(RtpSender(0, "PCMU").packet(tone()), ("127.0.0.1", port))
+        await asyncio.sleep(0.1)
+        _drain(signalled), _drain(behind_nat), _drain(stranger)
+        await asyncio.sleep(0.2)
+        assert session.latched == behind_nat.getsockname()
+        assert _drain(behind_nat) >= 5 and _drain(signalled) == 0 and _drain(stranger) == 0
+        session.retarget(stranger.getsockname())  # a re-INVITE moved the media
+        await asyncio.sleep(0.1)
+        assert session.latched is None and _drain(stranger) > 0
+    finally:
+        await session.close("done")
+        for s in (signalled, behind_nat, stranger):
+            s.close()
+
+
+def _drain(sock) -> int:  # type: ignore[no-untyped-def]
+    count = 0
+    while True:
+        try:
+            sock.recv(2048)
+            count += 1
+        except BlockingIOError:
+            return count

@@ -92,7 +92,7 @@ async def bridge(endpoint: SipEndpoint, call: SipCall, target: TransferTarget) -
         return {"ok": False, "kept": call.dialog.state == "confirmed", "target_status": 488}
     agent.receiver = RtpReceiver(chosen.payload_type, chosen.codec, chosen.dtmf_payload_type)
     agent.sender = RtpSender(chosen.payload_type, chosen.codec)
-    agent.remote = (chosen.remote_ip, chosen.remote_port)
+    agent.retarget((chosen.remote_ip, chosen.remote_port))
     agent.receiver.last_packet_at = time.monotonic()
     agent.on_hold = chosen.on_hold
     caller.clear()  # stop the ringback the moment the agent answers

@@ -387,7 +387,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
         if offer is None or chosen is None:
             self._respond(tx, call.dialog.answer(request, 488, ))
             return
-        call.rtp.remote = (chosen.remote_ip, chosen.remote_port)
+        if (chosen.remote_ip, chosen.remote_port) != call.rtp.signalled:  # a refresh keeps the latch
+            call.rtp.retarget((chosen.remote_ip, chosen.remote_port))
         call.rtp.on_hold = chosen.on_hold
         call.rtp.receiver.last_packet_at = time.monotonic()
         call.dialog.remote_cseq = request.cseq[0]

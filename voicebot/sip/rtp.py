@@ -211,6 +211,13 @@ class RtpSession(EdgeStream):
         self.local_port = 0
         self._last_audio = 0.0
         self.rtcp_interval_s = 5.0
+        # Symmetric RTP (RFC 4961): send back to where the caller's media really comes from, which
+        # behind NAT is not what its SDP says.  Latched once, on the first packet of our payload
+        # types, so a stranger spraying packets later cannot take the call's audio.
+        self.symmetric = True
+        self.signalled = remote  # what SDP said
+        self.latched: tuple[str, int] | None = None
+        self.rtcp_remote: tuple[str, int] | None = None
 
     async def open(self, host: str, port_range: tuple[int, int] = (40000, 49998)) -> int:
         """Bind an even RTP port and RTCP on the next one (RFC 3550 §11)."""
@@ -219,11 +226,13 @@ class RtpSession(EdgeStream):
 
         class Media(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                session._received(data)
+                session._received(data, addr)
 
         class Control(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
                 session.receiver.receive_rtcp(data, time.monotonic())
+                if session.symmetric and session.rtcp_remote is None and len(data) >= 8 and data[0] >> 6 == 2:
+                    session.rtcp_remote = addr
 
         for _ in range(64):
             port = random.randrange(port_range[0], port_range[1], 2)
@@ -242,9 +251,19 @@ class RtpSession(EdgeStream):
             return port
         raise OSError("no free RTP/RTCP port pair")
 
-    def _received(self, data: bytes) -> None:
+    def retarget(self, remote: tuple[str, int]) -> None:
+        """A re-INVITE moved the caller's media: follow the SDP, and latch afresh."""
+        self.remote = self.signalled = remote
+        self.latched = self.rtcp_remote = None
+
+    def _received(self, data: bytes, addr: tuple[str, int] | None = None) -> None:
         if self.closed:
             return
+        if (self.symmetric and self.latched is None and addr is not None and len(data) >= 12 and data[0] >> 6 == 2
+                and data[1] & 0x7F in (self.receiver.payload_type, self.receiver.dtmf_payload_type)):
+            if addr != self.remote:
+                log.info("RTP: media comes from %s:%d, not %s:%d as signalled; sending there", *addr, *self.remote)
+            self.latched = self.remote = addr
         now = time.monotonic()
         for event in self.receiver.receive(data, now):
             if isinstance(event, AudioChunk):
@@ -274,7 +293,8 @@ class RtpSession(EdgeStream):
                 self.receiver.stats.sent += 1
             if self._rtcp is not None and ticks % int(self.rtcp_interval_s / 0.02) == 0:
                 try:
-                    self._rtcp.sendto(rtcp_report(self.sender, self.receiver, now), (self.remote[0], self.remote[1] + 1))
+                    self._rtcp.sendto(rtcp_report(self.sender, self.receiver, now),
+                                      self.rtcp_remote or (self.remote[0], self.remote[1] + 1))
                     self.receiver.stats.rtcp_sent += 1
                 except Exception:  # a report is never worth the call: the pacer must keep running
                     log.exception("RTCP report failed")
