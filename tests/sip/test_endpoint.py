@@ -196,3 +196,53 @@ async def test_options_over_tcp(endpoint) -> None:
     data = await asyncio.wait_for(reader.read(65536), 2)
     assert data.startswith(b"SIP/2.0 200 OK")
     writer.close()
+
+
+def ack(call_id: str, body: str = "") -> bytes:
+    content = f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}" if body else \
+        "Content-Length: 0\r\n\r\n"
+    return (f"ACK sip:voicebot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKack{call_id}\r\n"
+            f"From: <sip:+1555@127.0.0.1>;tag=t{call_id}\r\nTo: <sip:bank@127.0.0.1>;tag=x\r\nCall-ID: {call_id}\r\n"
+            f"CSeq: 1 ACK\r\n{content}").encode()
+
+
+async def test_delayed_offer_we_offer_in_the_200_and_the_ack_answers(endpoint) -> None:
+    peer = Peer(endpoint.config.port)
+    media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    media.bind(("127.0.0.1", 0))
+    media.setblocking(False)
+    offerless = invite("d1").split(b"Content-Type:")[0] + b"Content-Length: 0\r\n\r\n"
+    await peer.send(offerless)
+    ok = [r for r in await peer.responses() if r.status == 200][0]
+    offer = ok.body.decode()
+    assert "m=audio" in offer and "RTP/AVP 0 8 101" in offer and "telephone-event/8000" in offer
+    answer = SDP.format(port=media.getsockname()[1]).replace("RTP/AVP 0 101", "RTP/AVP 8 101") + "a=rtpmap:8 PCMA/8000\r\n"
+    await peer.send(ack("d1", answer))
+    await asyncio.sleep(0.3)
+    assert endpoint.started == [("sip", "+1555")]
+    rtp = endpoint.calls["d1"].rtp
+    assert (rtp.sender.codec, rtp.remote, rtp.on_hold) == ("PCMA", media.getsockname(), False)
+    packets = []
+    while True:
+        try:
+            packets.append(media.recv(2048))
+        except BlockingIOError:
+            break
+    assert packets and all(p[1] & 0x7F == 8 for p in packets)  # PCMA, to where the ACK said
+    media.close()
+
+
+async def test_delayed_offer_without_an_answer_in_the_ack_is_hung_up(endpoint) -> None:
+    peer = Peer(endpoint.config.port)
+    await peer.send(invite("d2").split(b"Content-Type:")[0] + b"Content-Length: 0\r\n\r\n")
+    await peer.responses()
+    await peer.send(ack("d2"))
+    await asyncio.sleep(0.3)
+    raw = []
+    while True:
+        try:
+            raw.append(peer.sock.recv(65535))
+        except BlockingIOError:
+            break
+    assert any(r.startswith(b"BYE ") for r in raw)
+    assert endpoint.started == [] and "d2" not in endpoint.calls

@@ -90,11 +90,8 @@ async def bridge(endpoint: SipEndpoint, call: SipCall, target: TransferTarget) -
         log.warning("SIP bridge: unusable answer from %s: %s", target.uri, exc)
         await endpoint.hang_up(agent_call, "bad_sdp")
         return {"ok": False, "kept": call.dialog.state == "confirmed", "target_status": 488}
-    agent.receiver = RtpReceiver(chosen.payload_type, chosen.codec, chosen.dtmf_payload_type)
-    agent.sender = RtpSender(chosen.payload_type, chosen.codec)
-    agent.retarget((chosen.remote_ip, chosen.remote_port))
-    agent.receiver.last_packet_at = time.monotonic()
-    agent.on_hold = chosen.on_hold
+    agent.configure(chosen.codec, chosen.payload_type, chosen.dtmf_payload_type, (chosen.remote_ip, chosen.remote_port),
+                    chosen.on_hold)
     caller.clear()  # stop the ringback the moment the agent answers
     if records is not None and record_id:
         records.set_state(record_id, "connected")

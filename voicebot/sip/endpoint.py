@@ -18,7 +18,7 @@ from voicebot.sip.access import AccessPolicy, Trunk
 from voicebot.sip.dialog import ALLOW, REASONS, SipDialog, new_tag, response_to
 from voicebot.sip.message import SipParseError, SipRequest, SipResponse, StreamParser, parse
 from voicebot.sip.rtp import RtpReceiver, RtpSender, RtpSession
-from voicebot.sip.sdp import NotAcceptable, SdpError, build_answer, negotiate, parse_sdp, sdp_body
+from voicebot.sip.sdp import NotAcceptable, SdpError, build_answer, build_offer, negotiate, parse_sdp, sdp_body
 from voicebot.sip.transaction import Send, ServerTransaction, ServerTransactions, TimedOut
 from voicebot.sip.transfer import TransferTarget
 
@@ -78,6 +78,7 @@ class SipCall:
     transport: str = "UDP"
     outbound: bool = False  # a leg voicebot placed (a bridged transfer's agent side)
     trunk: str | None = None  # which trunk access control matched
+    awaiting_answer: bool = False  # we sent the offer (delayed offer): the ACK brings the answer
 
 
 StartCall = Callable[[MediaStream, str, str], str]  # (stream, channel, caller) -> call record id
@@ -320,8 +321,10 @@ class SipEndpoint(asyncio.DatagramProtocol):
             response.headers.add("Retry-After", "5")
             self._respond(tx, response)
             return
-        if not request.body:
-            self._respond(tx, response_to(request, 488, "SDP offer required", to_tag=new_tag()))
+        if not request.body:  # delayed offer (RFC 3264 §4 via §13.2.1): we offer in the 200, the ACK answers
+            self._respond(tx, response_to(request, 100))
+            self._answering.add(request.call_id)
+            asyncio.ensure_future(self._answer(request, tx, addr, None, None, verdict.trunk))
             return
         sdp = sdp_body(request.headers.get("Content-Type") or "", request.body)
         if sdp is None:
@@ -349,9 +352,13 @@ class SipEndpoint(asyncio.DatagramProtocol):
         host = self.config.public_host
         contact = f"sip:voicebot@{host}:{self.config.port}"
         dialog = SipDialog.from_invite(request, contact)
-        rtp = RtpSession(RtpReceiver(chosen.payload_type, chosen.codec, chosen.dtmf_payload_type),
-                         RtpSender(chosen.payload_type, chosen.codec), (chosen.remote_ip, chosen.remote_port),
-                         inactivity_timeout_s=self.config.rtp_timeout_s, on_hold=chosen.on_hold)
+        if chosen is None:  # no offer yet: silent until the ACK's answer says where and how
+            rtp = RtpSession(RtpReceiver(0, "PCMU", 101), RtpSender(0, "PCMU"), ("0.0.0.0", 0),
+                             inactivity_timeout_s=self.config.rtp_timeout_s, on_hold=True)
+        else:
+            rtp = RtpSession(RtpReceiver(chosen.payload_type, chosen.codec, chosen.dtmf_payload_type),
+                             RtpSender(chosen.payload_type, chosen.codec), (chosen.remote_ip, chosen.remote_port),
+                             inactivity_timeout_s=self.config.rtp_timeout_s, on_hold=chosen.on_hold)
         try:
             port = await rtp.open(self.config.rtp_host or self.config.host)
         except OSError as exc:
@@ -371,7 +378,11 @@ class SipEndpoint(asyncio.DatagramProtocol):
             if self.calls.get(request.call_id) is not call:  # cancelled while ringing
                 return
         self.session_counter += 1
-        body = build_answer(offer, chosen, host, port, self.session_counter).encode()
+        if chosen is None:
+            body = build_offer(host, port, self.session_counter).encode()
+            call.awaiting_answer = True
+        else:
+            body = build_answer(offer, chosen, host, port, self.session_counter).encode()
         self._respond(tx, dialog.answer(request, 200, body, "application/sdp"))
         call.answered = True
 
@@ -384,22 +395,25 @@ class SipEndpoint(asyncio.DatagramProtocol):
         except (SdpError, NotAcceptable):
             self._respond(tx, call.dialog.answer(request, 488))
             return
-        if offer is None or chosen is None:
-            self._respond(tx, call.dialog.answer(request, 488, ))
-            return
-        if (chosen.remote_ip, chosen.remote_port) != call.rtp.signalled:  # a refresh keeps the latch
-            call.rtp.retarget((chosen.remote_ip, chosen.remote_port))
-        call.rtp.on_hold = chosen.on_hold
-        call.rtp.receiver.last_packet_at = time.monotonic()
         call.dialog.remote_cseq = request.cseq[0]
         self.session_counter += 1
-        body = build_answer(offer, chosen, self.config.public_host, call.rtp.local_port, self.session_counter).encode()
+        if offer is None or chosen is None:  # an offerless refresh: we offer, the ACK answers
+            body = build_offer(self.config.public_host, call.rtp.local_port, self.session_counter).encode()
+            call.awaiting_answer = True
+        else:
+            call.rtp.configure(chosen.codec, chosen.payload_type, chosen.dtmf_payload_type,
+                               (chosen.remote_ip, chosen.remote_port), chosen.on_hold)
+            body = build_answer(offer, chosen, self.config.public_host, call.rtp.local_port, self.session_counter).encode()
         self._respond(tx, call.dialog.answer(request, 200, body, "application/sdp"))
 
     def _on_ack(self, request: SipRequest) -> None:
         self.transactions.ack_2xx(request.call_id, request.cseq[0])
         call = self.calls.get(request.call_id)
-        if call is None or call.started or not call.answered:
+        if call is None or not call.answered:
+            return
+        if call.awaiting_answer and not self._take_answer(call, request):
+            return
+        if call.started:
             return
         call.started = True
         call.dialog.state = "confirmed"
@@ -409,6 +423,24 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self._record(call, "sip_call", {"trunk": call.trunk, "source": f"{call.source[0]}:{call.source[1]}",
                                         "sip_call_id": call.dialog.call_id, "from": caller[:200]})
         asyncio.ensure_future(self._watch(call))
+
+    def _take_answer(self, call: SipCall, ack: SipRequest) -> bool:
+        """The SDP answer to our offer rides in the ACK; without a usable one the call ends (§13.3.1.4)."""
+        call.awaiting_answer = False
+        sdp = sdp_body(ack.headers.get("Content-Type") or "", ack.body) if ack.body else None
+        try:
+            if sdp is None:
+                raise SdpError("the ACK carries no SDP answer")
+            chosen = negotiate(parse_sdp(sdp.decode("utf-8", "replace")))
+        except (SdpError, NotAcceptable) as exc:
+            SIP_MESSAGES.labels("bad_answer_in_ack").inc()
+            log.info("SIP: %s: %s; hanging up", call.dialog.call_id, exc)
+            call.dialog.state = "confirmed"
+            asyncio.ensure_future(self.hang_up(call, "no_sdp_answer"))
+            return False
+        call.rtp.configure(chosen.codec, chosen.payload_type, chosen.dtmf_payload_type,
+                           (chosen.remote_ip, chosen.remote_port), chosen.on_hold)
+        return True
 
     async def _watch(self, call: SipCall) -> None:
         """When the bot lets go of the call: transfer it (REFER, or a bridge that keeps the

@@ -154,6 +154,7 @@ class RtpSender:
 
     def __init__(self, payload_type: int, codec: str, ssrc: int | None = None) -> None:
         self.payload_type = payload_type
+        self.codec = codec
         self.encoder = PcmuEncoder() if codec == "PCMU" else PcmaEncoder()
         self.ssrc = ssrc if ssrc is not None else random.getrandbits(32)
         self.sequence = random.getrandbits(16)
@@ -250,6 +251,20 @@ class RtpSession(EdgeStream):
             self._pacer = asyncio.create_task(self._pace(), name="rtp-pacer")
             return port
         raise OSError("no free RTP/RTCP port pair")
+
+    def configure(self, codec: str, payload_type: int, dtmf_payload_type: int | None, remote: tuple[str, int],
+                  on_hold: bool) -> None:
+        """Apply a (new) offer/answer: codec, the peer's address, hold."""
+        if (codec, payload_type, dtmf_payload_type) != (self.sender.codec, self.receiver.payload_type,
+                                                        self.receiver.dtmf_payload_type):
+            self.receiver = RtpReceiver(payload_type, codec, dtmf_payload_type)
+            sender = RtpSender(payload_type, codec, ssrc=self.sender.ssrc)
+            sender.sequence, sender.timestamp = self.sender.sequence, self.sender.timestamp  # one stream goes on
+            self.sender = sender
+        if remote != self.signalled:
+            self.retarget(remote)
+        self.on_hold = on_hold
+        self.receiver.last_packet_at = time.monotonic()
 
     def retarget(self, remote: tuple[str, int]) -> None:
         """A re-INVITE moved the caller's media: follow the SDP, and latch afresh."""
