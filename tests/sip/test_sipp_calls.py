@@ -118,3 +118,15 @@ def test_hold_and_unhold_by_reinvite(server) -> None:
     # the scenario checks the answers: recvonly to a sendonly offer (hold), sendrecv again after
     result = sipp(server, "uac_hold.xml", "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), timeout=30)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed; make test installs it")
+def test_delayed_offer_call(server) -> None:
+    shutil.copy(DTMF_PCAPS / "dtmf_2833_5.pcap", server["tmp"] / "dtmf_2833_5.pcap")
+    before = {c["id"] for c in calls(server["http"])}
+    result = sipp(server, "uac_delayed_offer.xml", "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), timeout=40)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    new = [c for c in calls(server["http"]) if c["id"] not in before]
+    rec = record(server["http"], new[0]["id"])
+    assert [t["text"] for t in rec["turns"] if t["speaker"] == "caller"] == ["[DTMF 5]"]  # media flowed as the ACK said
+    assert any("branches are open" in t["text"] for t in rec["turns"] if t["speaker"] == "bot")
