@@ -91,3 +91,23 @@ async def test_relay_cuts_back_audio_that_piles_up() -> None:
     assert agent.playout().pending_ms <= 120
     await caller.close("caller_bye")
     assert await asyncio.wait_for(bridge, 1) == "a"
+
+
+async def test_relay_passes_digits_to_an_edge_that_can_key_them() -> None:
+    class Keypad(Edge):
+        def __init__(self) -> None:
+            super().__init__()
+            self.keyed: list[str] = []
+
+        def send_dtmf(self, digit: str) -> bool:
+            self.keyed.append(digit)
+            return True
+
+    caller, agent = Edge(), Keypad()
+    bridge = asyncio.ensure_future(relay(caller, agent))
+    caller.put(Dtmf("1"))
+    caller.put(Dtmf("#"))
+    await asyncio.sleep(0.05)
+    assert agent.keyed == ["1", "#"]
+    await caller.close("caller_bye")
+    await bridge

@@ -207,7 +207,8 @@ class EdgeStream:
 
 
 async def relay(a: MediaStream, b: MediaStream, max_lag_ms: float = 200.0) -> str:
-    """Bridge two streams so each side hears the other, until one ends; returns "a" or "b".
+    """Bridge two streams so each side hears the other (and its keyed digits, where the far
+    edge can send them), until one ends; returns "a" or "b".
 
     Two clocks never agree exactly, so a side whose unplayed audio grows past ``max_lag_ms``
     is cut back rather than drifting into a delay both people would hear."""
@@ -218,6 +219,10 @@ async def relay(a: MediaStream, b: MediaStream, max_lag_ms: float = 200.0) -> st
                 if sink.playout().pending_ms > max_lag_ms:
                     sink.clear()
                 await sink.write(event.pcm, event.sample_rate)
+            elif isinstance(event, Dtmf) and not sink.closed:
+                send_dtmf = getattr(sink, "send_dtmf", None)  # an edge that can key digits (RTP) does
+                if send_dtmf is not None:
+                    send_dtmf(event.digit)
 
     forward = asyncio.ensure_future(pump(a, b))
     backward = asyncio.ensure_future(pump(b, a))

@@ -50,6 +50,11 @@ def test_dispute_is_bridged_to_an_agent_who_answers(server, tmp_path: Path) -> N
     phone.dial(f"sip:bank@127.0.0.1:{server['sip']}", limit_s=45)
     time.sleep(4)
     phone.send_digits("6")  # dispute a charge → the disputes queue, bridged
+    deadline = time.monotonic() + 30
+    while not [c for c in new_calls(server["http"], before) if c["state"] == "connected"]:
+        assert time.monotonic() < deadline, "the agent never answered"
+        time.sleep(0.2)
+    phone.send_digits("1")  # keyed while talking to the agent: relayed to the agent's side as RFC 4733
     log = phone.wait()
     agent_out, _ = agent.communicate(timeout=60)
     # the agent's phone got the handoff headers (the scenario checks them) and hung up first
@@ -59,6 +64,7 @@ def test_dispute_is_bridged_to_an_agent_who_answers(server, tmp_path: Path) -> N
     rec = record(server["http"], new[0]["id"])
     events = transfer_events(rec)
     assert events and events[-1]["method"] == "bridge" and events[-1]["ok"] and events[-1]["ended_by"] == "agent", events
+    assert events[-1]["digits_to_agent"] == 1
     states = [e["data"]["state"] for e in rec["events"] if e["kind"] == "state"]
     assert states[-2:] == ["connected", "ended"] and rec["state"] == "ended" and rec["outcome"] == "transferred"
     assert rec["transfer"]["queue"] == "disputes"

@@ -148,3 +148,46 @@ def _drain(sock) -> int:  # type: ignore[no-untyped-def]
             count += 1
         except BlockingIOError:
             return count
+
+
+async def test_keyed_digits_go_out_as_rfc4733_events_in_place_of_audio() -> None:
+    import asyncio
+    import socket
+
+    from voicebot.sip.rtp import RtpSession
+
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.setblocking(False)
+    session = RtpSession(RtpReceiver(0, "PCMU", 101), RtpSender(0, "PCMU"), peer.getsockname())
+    await session.open("127.0.0.1")
+    try:
+        assert session.send_dtmf("7") and session.send_dtmf("#")
+        await asyncio.sleep(0.4)
+        packets = []
+        while True:
+            try:
+                packets.append(RtpPacket.parse(peer.recv(2048)))
+            except BlockingIOError:
+                break
+    finally:
+        await session.close("done")
+        peer.close()
+    events = [p for p in packets if p.payload_type == 101]
+    assert {p.timestamp for p in events} and len({p.timestamp for p in events}) == 2  # two events
+    first = [p for p in events if p.timestamp == events[0].timestamp]
+    assert first[0].marker == 1 and [p.payload[1] & 0x80 for p in first].count(0x80) == 3  # end sent thrice
+    assert struct.unpack("!H", first[-1].payload[2:4])[0] == 800  # 100 ms at 8 kHz
+    seqs = [p.sequence_number for p in packets]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # one stream, one sequence
+    receiver = RtpReceiver(0, "PCMU", 101)
+    heard = [e for p in packets for e in receiver.receive(p.serialize(), 0.0)]
+    assert [e.digit for e in heard if isinstance(e, Dtmf)] == ["7", "#"]
+
+
+def test_no_telephone_event_no_digits() -> None:
+    from voicebot.sip.rtp import RtpSession
+
+    session = RtpSession(RtpReceiver(0, "PCMU", None), RtpSender(0, "PCMU"), ("127.0.0.1", 9))
+    assert not session.send_dtmf("5") and not RtpSession(RtpReceiver(0, "PCMU", 101), RtpSender(0, "PCMU"),
+                                                         ("127.0.0.1", 9)).send_dtmf("X")

@@ -105,6 +105,7 @@ async def bridge(endpoint: SipEndpoint, call: SipCall, target: TransferTarget) -
     log.info("SIP bridge of %s to %s ended by the %s after %.1f s", call.dialog.call_id, target.uri,
              "caller" if ended_by == "a" else "agent", talk_s)
     return {"ok": True, "target_status": outcome.status, "talk_s": talk_s,
+            "digits_to_agent": agent.receiver.stats.dtmf_sent, "digits_to_caller": caller.receiver.stats.dtmf_sent,
             "ended_by": "caller" if ended_by == "a" else "agent",
             "end_reason": "caller_bye" if ended_by == "a" else "agent_hung_up"}
 

@@ -13,6 +13,7 @@ import logging
 import random
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 RATE = 8000
 SAMPLES = 160  # 20 ms
+DTMF_TICKS = 5  # a sent digit lasts 100 ms
 EVENTS = "0123456789*#ABCD"
 
 
@@ -39,6 +41,7 @@ class RtpStats:
     wrong_payload_type: int = 0
     ssrc_changes: int = 0
     dtmf_digits: int = 0
+    dtmf_sent: int = 0
     sent: int = 0
     rtcp_received: int = 0
     rtcp_sent: int = 0
@@ -184,6 +187,24 @@ class RtpSender:
         return packet.serialize()
 
 
+    def skip(self) -> None:
+        """20 ms that carry no audio packet (a DTMF event is being sent instead)."""
+        self.timestamp = (self.timestamp + SAMPLES) & 0xFFFFFFFF
+        self._pts += SAMPLES
+        self._talking = False
+
+    def event_packet(self, payload_type: int, digit: str, start: int, duration: int, end: bool, marker: bool) -> bytes:
+        """An RFC 4733 telephone-event packet: every packet of one event carries its start
+        timestamp and the duration so far; the end bit closes it."""
+        payload = struct.pack("!BBH", EVENTS.index(digit), (0x80 if end else 0) | 10, min(duration, 0xFFFF))
+        packet = RtpPacket(payload_type=payload_type, marker=int(marker), sequence_number=self.sequence,
+                           timestamp=start, ssrc=self.ssrc, payload=payload)
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.packets += 1
+        self.octets += len(payload)
+        return packet.serialize()
+
+
 def rtcp_report(sender: RtpSender, receiver: RtpReceiver, now: float) -> bytes:
     """A sender report with a reception report block (RFC 3550 §6.4) once we have sent media."""
     block = receiver.report_block(now)
@@ -215,6 +236,8 @@ class RtpSession(EdgeStream):
         # Symmetric RTP (RFC 4961): send back to where the caller's media really comes from, which
         # behind NAT is not what its SDP says.  Latched once, on the first packet of our payload
         # types, so a stranger spraying packets later cannot take the call's audio.
+        self._dtmf_out: deque[str] = deque()  # digits to send (a bridged caller keying to a PBX)
+        self._event: tuple[str, int, int] | None = None  # digit, start timestamp, 20 ms ticks sent
         self.symmetric = True
         self.signalled = remote  # what SDP said
         self.latched: tuple[str, int] | None = None
@@ -266,6 +289,30 @@ class RtpSession(EdgeStream):
         self.on_hold = on_hold
         self.receiver.last_packet_at = time.monotonic()
 
+    def send_dtmf(self, digit: str) -> bool:
+        """Queue an RFC 4733 digit (100 ms); False when the peer did not offer telephone-event."""
+        if self.receiver.dtmf_payload_type is None or digit not in EVENTS or len(digit) != 1:
+            return False
+        self._dtmf_out.append(digit)
+        return True
+
+    def _next_packet(self) -> bytes:
+        """What this 20 ms tick sends: the next audio frame, or a DTMF event's packet instead."""
+        if self._event is None and self._dtmf_out:
+            self._event = (self._dtmf_out.popleft(), self.sender.timestamp, 0)
+            self.receiver.stats.dtmf_sent += 1
+        if self._event is None:
+            return self.sender.packet(self.output.pull())
+        digit, start, ticks = self._event
+        ticks += 1
+        end = ticks >= DTMF_TICKS
+        # the end packet goes out three times, one update interval apart (RFC 4733 §2.5.1.4)
+        self._event = None if ticks >= DTMF_TICKS + 2 else (digit, start, ticks)
+        self.output.pull()  # the audio of these 20 ms gives way to the digit
+        self.sender.skip()
+        return self.sender.event_packet(self.receiver.dtmf_payload_type or 101, digit, start,
+                                        min(ticks, DTMF_TICKS) * SAMPLES, end, marker=ticks == 1)
+
     def retarget(self, remote: tuple[str, int]) -> None:
         """A re-INVITE moved the caller's media: follow the SDP, and latch afresh."""
         self.remote = self.signalled = remote
@@ -304,7 +351,7 @@ class RtpSession(EdgeStream):
                 # so the pipeline hears silence (and can end the turn), not a frozen stream.
                 self.put(AudioChunk(bytes(SAMPLES * 2), RATE))
             if self._transport is not None and not self.on_hold:
-                self._transport.sendto(self.sender.packet(self.output.pull()), self.remote)
+                self._transport.sendto(self._next_packet(), self.remote)
                 self.receiver.stats.sent += 1
             if self._rtcp is not None and ticks % int(self.rtcp_interval_s / 0.02) == 0:
                 try:
