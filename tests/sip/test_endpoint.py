@@ -10,6 +10,7 @@ import socket
 import pytest
 
 from voicebot.sip.endpoint import SipConfig, SipEndpoint
+from voicebot.sip.dialog import response_to
 from voicebot.sip.message import SipResponse, parse
 
 SDP = ("v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -246,3 +247,39 @@ async def test_delayed_offer_without_an_answer_in_the_ack_is_hung_up(endpoint) -
             break
     assert any(r.startswith(b"BYE ") for r in raw)
     assert endpoint.started == [] and "d2" not in endpoint.calls
+
+
+async def test_our_bye_is_retransmitted_until_answered() -> None:
+    def start_call(stream, channel: str, caller: str) -> str:  # type: ignore[no-untyped-def]
+        asyncio.get_running_loop().call_later(0.1, lambda: asyncio.ensure_future(stream.close("hangup:completed")))
+        return "call-bye"
+
+    ep = SipEndpoint(SipConfig(port=0), start_call)
+    await ep.start()
+    try:
+        peer = Peer(ep.config.port)
+        await peer.send(invite("bye1"))
+        await peer.responses(0.3)
+        await peer.send(ack("bye1"))
+        await asyncio.sleep(1.4)  # the BYE, unanswered, then again after T1 and 2*T1
+        byes = []
+        while True:
+            try:
+                data = peer.sock.recv(65535)
+            except BlockingIOError:
+                break
+            if data.startswith(b"BYE "):
+                byes.append(parse(data))
+        assert len(byes) >= 2 and len({b.cseq for b in byes}) == 1  # the same request, retransmitted
+        assert 'text="hangup:completed"' in (byes[0].headers.get("Reason") or "")
+        peer.sock.sendto(response_to(byes[0], 200).encode(), ("127.0.0.1", ep.config.port))
+        await asyncio.sleep(1.2)
+        later = []
+        while True:
+            try:
+                later.append(peer.sock.recv(65535))
+            except BlockingIOError:
+                break
+        assert not [d for d in later if d.startswith(b"BYE ")]  # answered: no more
+    finally:
+        await ep.stop()

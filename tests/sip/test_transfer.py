@@ -34,7 +34,7 @@ def test_user_to_user_is_hex_with_its_purpose() -> None:
     value = user_to_user(handoff_headers(RECORD, "u"))
     data, _, params = value.partition(";")
     assert params == "encoding=hex;purpose=call-info"
-    assert bytes.fromhex(data).decode() == f"call-id={RECORD['id']};reason=dispute_charge;intent=dispute_charge"
+    assert bytes.fromhex(data).decode() == f"call-id={RECORD['id']};reason=dispute_charge;intent=dispute_charge;context=u"
 
 
 @pytest.mark.parametrize("uri, address", [
@@ -51,3 +51,12 @@ def test_uri_address_refuses_what_is_not_sip() -> None:
 
 def test_sipfrag_status() -> None:
     assert sipfrag_status(b"SIP/2.0 486 Busy Here\r\n") == 486 and sipfrag_status(b"garbage") is None
+
+
+def test_user_to_user_adds_the_context_url_when_it_fits() -> None:
+    short = {"id": "c1", "transfer": {"queue": "q", "reason": "r"}, "turns": []}
+    data = bytes.fromhex(user_to_user(handoff_headers(short, "http://vb/api/calls/c1")).split(";")[0]).decode()
+    assert data == "call-id=c1;reason=r;context=http://vb/api/calls/c1"
+    long_url = "http://voicebot.example.net:8080/api/calls/" + RECORD["id"]
+    data = bytes.fromhex(user_to_user(handoff_headers(RECORD, long_url)).split(";")[0])
+    assert len(data) <= 128 and b"context=" not in data

@@ -103,6 +103,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self.resume_call = resume_call
         self._responses: dict[tuple[str, int], Callable[[SipResponse], None]] = {}  # our requests' answers
         self._notify: dict[str, asyncio.Queue[int]] = {}  # call → sipfrag statuses of its REFER
+        self._byes: set[asyncio.Future[int]] = set()
         self.transactions = ServerTransactions()
         self.calls: dict[str, SipCall] = {}
         self._answering: set[str] = set()  # INVITEs accepted, media being set up
@@ -185,6 +186,10 @@ class SipEndpoint(asyncio.DatagramProtocol):
     async def stop(self) -> None:
         for call in list(self.calls.values()):
             await self.hang_up(call, "shutdown")
+        if self._byes:  # give the BYEs a moment to be answered before the socket goes
+            await asyncio.wait(set(self._byes), timeout=0.5)
+            for bye in list(self._byes):
+                bye.cancel()
         if self._timer is not None:
             self._timer.cancel()
         if self.transport is not None:
@@ -563,10 +568,10 @@ class SipEndpoint(asyncio.DatagramProtocol):
             return
         call.dialog.state = "terminated"
         self.calls.pop(call.dialog.call_id, None)
-        if call.answered:
-            bye = call.dialog.request("BYE", self.config.public_host, self.config.port, call.transport,
-                                      extra=[("Reason", f'SIP;cause=200;text="{reason[:60]}"')])
-            self.send(bye.encode(), call.source)
+        if call.answered:  # BYE is retransmitted until answered (Timer E), in the background
+            bye = asyncio.ensure_future(self.request(call, "BYE", [("Reason", f'SIP;cause=200;text="{reason[:60]}"')]))
+            self._byes.add(bye)
+            bye.add_done_callback(self._byes.discard)
         await call.rtp.close(reason)
         await call.rtp.release()
 

@@ -49,11 +49,18 @@ def handoff_headers(record: dict[str, Any] | None, context_url: str) -> list[tup
     return [(k, _token(v)) for k, v in headers if v]
 
 
+UUI_MAX_OCTETS = 128  # what survives interworking with ISDN (RFC 7433 §4.1)
+
+
 def user_to_user(headers: list[tuple[str, str]]) -> str:
-    """RFC 7433: the essentials hex-encoded, so any PBX can carry them to the agent."""
+    """RFC 7433: the essentials hex-encoded, so any PBX can carry them to the agent; the
+    context URL too when it fits in what ISDN interworking carries."""
     text = ";".join(f"{k[11:].lower()}={v}" for k, v in headers if k in ("X-Voicebot-Call-Id", "X-Voicebot-Reason",
                                                                          "X-Voicebot-Intent"))
-    return f"{text.encode().hex()};encoding=hex;purpose=call-info"
+    context = next((v for k, v in headers if k == "X-Voicebot-Context"), "")
+    if context and len(text.encode()) + len(context.encode()) + 9 <= UUI_MAX_OCTETS:
+        text += f";context={context}"
+    return f"{text.encode()[:UUI_MAX_OCTETS].hex()};encoding=hex;purpose=call-info"
 
 
 MAX_REFER_TO = 250  # some phones drop a longer Refer-To (baresip 1.0 transfers to '' past 255)
