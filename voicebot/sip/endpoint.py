@@ -20,7 +20,7 @@ from voicebot.sip.message import SipParseError, SipRequest, SipResponse, StreamP
 from voicebot.sip.rtp import RtpReceiver, RtpSender, RtpSession
 from voicebot.sip.sdp import NotAcceptable, SdpError, build_answer, build_offer, negotiate, parse_sdp, sdp_body
 from voicebot.sip.transaction import Send, ServerTransaction, ServerTransactions, TimedOut
-from voicebot.sip.transfer import TransferTarget
+from voicebot.sip.transfer import TransferTarget, sipfrag_status
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self.records = records
         self.resume_call = resume_call
         self._responses: dict[tuple[str, int], Callable[[SipResponse], None]] = {}  # our requests' answers
-        self._notify: dict[str, asyncio.Queue[int]] = {}  # call → sipfrag statuses of its REFER
+        self._notify: dict[str, Callable[[int], None]] = {}  # call → where its REFER's sipfrag statuses go
         self._byes: set[asyncio.Future[int]] = set()
         self.transactions = ServerTransactions()
         self.calls: dict[str, SipCall] = {}
@@ -471,10 +471,11 @@ class SipEndpoint(asyncio.DatagramProtocol):
 
     async def _transfer(self, call: SipCall, target: TransferTarget) -> dict[str, Any]:
         from voicebot.sip.bridge import bridge
+        from voicebot.sip.refer import refer
 
         outcome: dict[str, Any] = {"ok": False}
         if target.method == "refer":
-            outcome = await self._refer(call, target.uri)
+            outcome = await refer(self, call, target.uri)
             self._record(call, "sip_transfer", {"method": "REFER", "target": target.uri, **outcome})
             refused = outcome.get("refer_status") is not None and outcome["refer_status"] >= 300
             if not refused or call.dialog.state != "confirmed":
@@ -521,46 +522,23 @@ class SipEndpoint(asyncio.DatagramProtocol):
         finally:
             self._responses.pop(key, None)
 
-    async def _refer(self, call: SipCall, target: str) -> dict:
-        """Blind transfer: REFER, then follow the NOTIFY sipfrags to a final status."""
-        from voicebot.sip.transfer import handoff_headers, refer_to, user_to_user
-
-        record = self.records.get_call(call.call_id) if self.records is not None and call.call_id else None
-        headers = handoff_headers(record, f"{self.config.context_base_url}/api/calls/{call.call_id}")
-        uui = user_to_user(headers)
-        statuses: asyncio.Queue[int] = asyncio.Queue()
-        self._notify[call.dialog.call_id] = statuses
-        try:
-            accepted = await self.request(call, "REFER", [
-                ("Refer-To", refer_to(target, headers, uui)),
-                ("Referred-By", f"<{call.dialog.contact}>"), *headers, ("User-to-User", uui)])
-            if not 200 <= accepted < 300:
-                log.warning("SIP: REFER of %s to %s refused (%s)", call.dialog.call_id, target, accepted)
-                return {"ok": False, "refer_status": accepted}
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                status = await asyncio.wait_for(statuses.get(), deadline - time.monotonic())
-                if status >= 200:
-                    log.info("SIP: transfer of %s to %s ended %s", call.dialog.call_id, target, status)
-                    return {"ok": 200 <= status < 300, "refer_status": accepted, "target_status": status}
-            return {"ok": False, "refer_status": accepted, "target_status": None}
-        except asyncio.TimeoutError:
-            return {"ok": False, "refer_status": None, "target_status": None}
-        finally:
-            self._notify.pop(call.dialog.call_id, None)
+    def on_notify(self, call_id: str, handler: Callable[[int], None] | None) -> None:
+        """Route the sipfrag statuses of a REFER's NOTIFYs on ``call_id`` (None: stop)."""
+        if handler is None:
+            self._notify.pop(call_id, None)
+        else:
+            self._notify[call_id] = handler
 
     def _on_notify(self, request: SipRequest, tx: ServerTransaction, addr: tuple[str, int]) -> None:
-        from voicebot.sip.transfer import sipfrag_status
-
         call = self.calls.get(request.call_id)
-        queue = self._notify.get(request.call_id)
-        if call is None or queue is None:
+        handler = self._notify.get(request.call_id)
+        if call is None or handler is None:
             self._respond(tx, response_to(request, 481))
             return
         self._respond(tx, call.dialog.answer(request, 200))
         status = sipfrag_status(request.body)
         if status is not None:
-            queue.put_nowait(status)
+            handler(status)
 
     async def hang_up(self, call: SipCall, reason: str) -> None:
         if call.dialog.state == "terminated":

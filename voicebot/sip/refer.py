@@ -1,0 +1,51 @@
+"""Blind transfer with REFER (RFC 3515): the caller's side is asked to call the target itself,
+and the NOTIFY sipfrags say how that went.  The asyncio half of it; what goes into the REFER
+is transfer.py's."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from voicebot.sip.transfer import handoff_headers, refer_to, user_to_user
+
+if TYPE_CHECKING:
+    from voicebot.sip.endpoint import SipCall, SipEndpoint
+
+log = logging.getLogger(__name__)
+FINAL_NOTIFY_S = 30.0
+
+
+async def refer(endpoint: SipEndpoint, call: SipCall, target: str) -> dict[str, Any]:
+    """REFER, then follow the NOTIFYs to a final status.  ``refer_status`` is the answer to the
+    REFER (405/501/603: the caller's side won't, so the endpoint bridges instead);
+    ``target_status`` what the transferee's own call to the target got."""
+    records = endpoint.records
+    record = records.get_call(call.call_id) if records is not None and call.call_id else None
+    headers = handoff_headers(record, f"{endpoint.config.context_base_url}/api/calls/{call.call_id}")
+    uui = user_to_user(headers)
+    statuses: asyncio.Queue[int] = asyncio.Queue()
+    endpoint.on_notify(call.dialog.call_id, statuses.put_nowait)
+    try:
+        accepted = await endpoint.request(call, "REFER", [
+            ("Refer-To", refer_to(target, headers, uui)), ("Referred-By", f"<{call.dialog.contact}>"), *headers,
+            ("User-to-User", uui)])
+        if not 200 <= accepted < 300:
+            log.warning("SIP: REFER of %s to %s refused (%s)", call.dialog.call_id, target, accepted)
+            return {"ok": False, "refer_status": accepted}
+        deadline = time.monotonic() + FINAL_NOTIFY_S
+        while time.monotonic() < deadline:
+            if call.dialog.state == "terminated":  # the transferee hung up on us without a final NOTIFY
+                return {"ok": None, "refer_status": accepted, "target_status": None, "outcome": "transferee_left"}
+            try:
+                status = await asyncio.wait_for(statuses.get(), 0.25)
+            except asyncio.TimeoutError:
+                continue
+            if status >= 200:
+                log.info("SIP: transfer of %s to %s ended %s", call.dialog.call_id, target, status)
+                return {"ok": 200 <= status < 300, "refer_status": accepted, "target_status": status}
+        return {"ok": None, "refer_status": accepted, "target_status": None, "outcome": "no_final_notify"}
+    finally:
+        endpoint.on_notify(call.dialog.call_id, None)
