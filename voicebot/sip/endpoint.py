@@ -479,7 +479,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self._record(call, "sip_transfer", {"method": "REFER", "target": target.uri, **outcome})
             refused = outcome.get("refer_status") is not None and outcome["refer_status"] >= 300
             if not refused or call.dialog.state != "confirmed":
-                # a transferee whose new call failed stays in this dialog (RFC 3515 §2.4.5): keep it
+                # a transferee whose new call failed is still in this dialog (RFC 3515): keep it
                 outcome["kept"] = not outcome["ok"] and outcome.get("target_status") is not None
                 return outcome
             log.info("SIP: REFER refused for %s; bridging instead", call.dialog.call_id)
