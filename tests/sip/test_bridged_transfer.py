@@ -42,14 +42,21 @@ def transfer_events(rec: dict) -> list[dict]:
     return [e["data"] for e in rec["events"] if e["kind"] == "sip_transfer"]
 
 
-@pytest.mark.skipif(not HAVE_BARESIP, reason="baresip-core is not installed; make test installs it")
-def test_dispute_is_bridged_to_an_agent_who_answers(server, tmp_path: Path) -> None:
-    agent = sipp_phone(server["tmp"], "uas_agent.xml", server["agent_port"])
+def agent_and_caller(server: dict, tmp_path: Path, scenario: str, digits: str, limit_s: int = 45):  # type: ignore[no-untyped-def]
+    """An agent's phone running ``scenario``, and a baresip caller who keys ``digits`` once the
+    bot has greeted it; also the call ids there were before."""
+    agent = sipp_phone(server["tmp"], scenario, server["agent_port"])
     before = {c["id"] for c in new_calls(server["http"], set())}
     phone = Baresip(tmp_path / "caller", server["tmp"] / "quiet.wav")
-    phone.dial(f"sip:bank@127.0.0.1:{server['sip']}", limit_s=45)
+    phone.dial(f"sip:bank@127.0.0.1:{server['sip']}", limit_s=limit_s)
     time.sleep(4)
-    phone.send_digits("6")  # dispute a charge → the disputes queue, bridged
+    phone.send_digits(digits)
+    return agent, before, phone
+
+
+@pytest.mark.skipif(not HAVE_BARESIP, reason="baresip-core is not installed; make test installs it")
+def test_dispute_is_bridged_to_an_agent_who_answers(server, tmp_path: Path) -> None:
+    agent, before, phone = agent_and_caller(server, tmp_path, "uas_agent.xml", "6")  # disputes: bridged
     deadline = time.monotonic() + 30
     while not [c for c in new_calls(server["http"], before) if c["state"] == "connected"]:
         assert time.monotonic() < deadline, "the agent never answered"
@@ -80,12 +87,7 @@ def test_dispute_is_bridged_to_an_agent_who_answers(server, tmp_path: Path) -> N
 
 @pytest.mark.skipif(not HAVE_BARESIP, reason="baresip-core is not installed; make test installs it")
 def test_busy_agent_sends_the_caller_back_to_the_bot(server, tmp_path: Path) -> None:
-    agent = sipp_phone(server["tmp"], "uas_busy.xml", server["agent_port"])
-    before = {c["id"] for c in new_calls(server["http"], set())}
-    phone = Baresip(tmp_path / "caller", server["tmp"] / "quiet.wav")
-    phone.dial(f"sip:bank@127.0.0.1:{server['sip']}", limit_s=50)
-    time.sleep(4)
-    phone.send_digits("6")
+    agent, before, phone = agent_and_caller(server, tmp_path, "uas_busy.xml", "6", limit_s=50)
     deadline = time.monotonic() + 30
     while True:  # wait until the bot is back and has offered more help
         new = new_calls(server["http"], before)
@@ -127,12 +129,8 @@ def test_declined_refer_falls_back_to_a_bridge(server) -> None:
 
 @pytest.mark.skipif(not HAVE_BARESIP, reason="baresip-core is not installed; make test installs it")
 def test_a_caller_that_follows_the_refer_reaches_the_agent(server, tmp_path: Path) -> None:
-    agent = sipp_phone(server["tmp"], "uas_agent.xml", server["agent_port"])
-    before = {c["id"] for c in new_calls(server["http"], set())}
-    phone = Baresip(tmp_path / "caller", server["tmp"] / "quiet.wav")
-    phone.dial(f"sip:bank@127.0.0.1:{server['sip']}", limit_s=45)
-    time.sleep(4)
-    phone.send_digits("0")  # an agent: the general queue, by REFER, which baresip follows
+    # 0: an agent, the general queue, by REFER, which baresip follows
+    agent, before, phone = agent_and_caller(server, tmp_path, "uas_agent.xml", "0")
     log = phone.wait()
     agent_out, _ = agent.communicate(timeout=60)
     assert agent.returncode == 0, agent_out[-3000:]  # reached, with the call id and queue in hand

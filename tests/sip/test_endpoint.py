@@ -25,6 +25,16 @@ def invite(call_id: str, body: str | None = None, extra: str = "", branch: str |
             f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
 
 
+def waiting(sock: socket.socket) -> list[bytes]:
+    """Every datagram already waiting on a non-blocking socket."""
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(65535))
+        except BlockingIOError:
+            return out
+
+
 class Peer:
     def __init__(self, port: int) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -37,15 +47,7 @@ class Peer:
 
     async def responses(self, wait: float = 0.5) -> list[SipResponse]:
         await asyncio.sleep(wait)
-        out = []
-        while True:
-            try:
-                data = self.sock.recv(65535)
-            except BlockingIOError:
-                return out
-            msg = parse(data)
-            if isinstance(msg, SipResponse):
-                out.append(msg)
+        return [msg for msg in map(parse, waiting(self.sock)) if isinstance(msg, SipResponse)]
 
 
 @pytest.fixture
@@ -223,12 +225,7 @@ async def test_delayed_offer_we_offer_in_the_200_and_the_ack_answers(endpoint) -
     assert endpoint.started == [("sip", "+1555")]
     rtp = endpoint.calls["d1"].rtp
     assert (rtp.sender.codec, rtp.remote, rtp.on_hold) == ("PCMA", media.getsockname(), False)
-    packets = []
-    while True:
-        try:
-            packets.append(media.recv(2048))
-        except BlockingIOError:
-            break
+    packets = waiting(media)
     assert packets and all(p[1] & 0x7F == 8 for p in packets)  # PCMA, to where the ACK said
     media.close()
 
@@ -239,13 +236,7 @@ async def test_delayed_offer_without_an_answer_in_the_ack_is_hung_up(endpoint) -
     await peer.responses()
     await peer.send(ack("d2"))
     await asyncio.sleep(0.3)
-    raw = []
-    while True:
-        try:
-            raw.append(peer.sock.recv(65535))
-        except BlockingIOError:
-            break
-    assert any(r.startswith(b"BYE ") for r in raw)
+    assert any(r.startswith(b"BYE ") for r in waiting(peer.sock))
     assert endpoint.started == [] and "d2" not in endpoint.calls
 
 
@@ -262,24 +253,11 @@ async def test_our_bye_is_retransmitted_until_answered() -> None:
         await peer.responses(0.3)
         await peer.send(ack("bye1"))
         await asyncio.sleep(1.4)  # the BYE, unanswered, then again after T1 and 2*T1
-        byes = []
-        while True:
-            try:
-                data = peer.sock.recv(65535)
-            except BlockingIOError:
-                break
-            if data.startswith(b"BYE "):
-                byes.append(parse(data))
+        byes = [parse(data) for data in waiting(peer.sock) if data.startswith(b"BYE ")]
         assert len(byes) >= 2 and len({b.cseq for b in byes}) == 1  # the same request, retransmitted
         assert 'text="hangup:completed"' in (byes[0].headers.get("Reason") or "")
         peer.sock.sendto(response_to(byes[0], 200).encode(), ("127.0.0.1", ep.config.port))
         await asyncio.sleep(1.2)
-        later = []
-        while True:
-            try:
-                later.append(peer.sock.recv(65535))
-            except BlockingIOError:
-                break
-        assert not [d for d in later if d.startswith(b"BYE ")]  # answered: no more
+        assert not [d for d in waiting(peer.sock) if d.startswith(b"BYE ")]  # answered: no more
     finally:
         await ep.stop()

@@ -109,6 +109,7 @@ async def test_symmetric_rtp_latches_to_the_real_source_once() -> None:
     import asyncio
     import socket
 
+    from tests.sip.test_endpoint import waiting
     from voicebot.sip.rtp import RtpSession
 
     def udp() -> socket.socket:
@@ -123,31 +124,23 @@ async def test_symmetric_rtp_latches_to_the_real_source_once() -> None:
     caller = RtpSender(0, "PCMU")
     try:
         await asyncio.sleep(0.1)
-        assert _drain(signalled) > 0  # before any media: what SDP said
+        assert len(waiting(signalled)) > 0  # before any media: what SDP said
         behind_nat.sendto(caller.packet(tone()), ("127.0.0.1", port))
         stranger.sendto(RtpSender(0, "PCMU").packet(tone()), ("127.0.0.1", port))
         await asyncio.sleep(0.1)
-        _drain(signalled), _drain(behind_nat), _drain(stranger)
+        for sock in (signalled, behind_nat, stranger):  # start counting afresh
+            waiting(sock)
         await asyncio.sleep(0.2)
         assert session.latched == behind_nat.getsockname()
-        assert _drain(behind_nat) >= 5 and _drain(signalled) == 0 and _drain(stranger) == 0
+        assert len(waiting(behind_nat)) >= 5 and len(waiting(signalled)) == 0 and len(waiting(stranger)) == 0
         session.retarget(stranger.getsockname())  # a re-INVITE moved the media
         await asyncio.sleep(0.1)
-        assert session.latched is None and _drain(stranger) > 0
+        assert session.latched is None and len(waiting(stranger)) > 0
     finally:
         await session.close("done")
         for s in (signalled, behind_nat, stranger):
             s.close()
 
-
-def _drain(sock) -> int:  # type: ignore[no-untyped-def]
-    count = 0
-    while True:
-        try:
-            sock.recv(2048)
-            count += 1
-        except BlockingIOError:
-            return count
 
 
 async def test_keyed_digits_go_out_as_rfc4733_events_in_place_of_audio() -> None:
@@ -191,3 +184,4 @@ def test_no_telephone_event_no_digits() -> None:
     session = RtpSession(RtpReceiver(0, "PCMU", None), RtpSender(0, "PCMU"), ("127.0.0.1", 9))
     assert not session.send_dtmf("5") and not RtpSession(RtpReceiver(0, "PCMU", 101), RtpSender(0, "PCMU"),
                                                          ("127.0.0.1", 9)).send_dtmf("X")
+
