@@ -59,10 +59,6 @@ class CallService:
         self._run(stream, call_id, dialog, channel, caller, TransferFailed(queue, status))
         return True
 
-    def forget(self, call_id: str) -> None:
-        """The edge says the call is over: nothing will come back to the bot."""
-        self.handed_on.pop(call_id, None)
-
     def _run(self, stream: MediaStream, call_id: str, dialog: Dialog, channel: str, caller: str,
              first_event: TransferFailed | None) -> None:
         task = asyncio.create_task(run_call(stream, engines=self.engines, domain=dialog.domain, backend=self.backend,
