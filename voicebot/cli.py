@@ -178,6 +178,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def cmd_passwd(args: argparse.Namespace) -> int:
+    from voicebot.auth import passwd_main
+
+    return passwd_main([])
+
+
+def cmd_queue_log(args: argparse.Namespace) -> int:
+    """The ACD's queue log from the records database: Asterisk's queue_log lines, or JSON lines."""
+    from voicebot.config import SettingsError, load_settings
+    from voicebot.handoff.queue_log import export_asterisk
+    from voicebot.records.store import RecordStore
+
+    try:
+        db = args.db or load_settings(args.config).records_db
+    except SettingsError as exc:
+        print(f"voicebot queue-log: bad settings: {exc}", file=sys.stderr)
+        return 2
+    if not Path(db).exists():
+        print(f"voicebot queue-log: no records database at {db}", file=sys.stderr)
+        return 2
+    store = RecordStore(db)
+    try:
+        rows = store.queue_log(args.since, args.until, limit=args.limit)
+    finally:
+        store.close()
+    if args.format == "asterisk":
+        for line in export_asterisk(rows):
+            print(line)
+    else:
+        for row in rows:
+            print(json.dumps(row))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from voicebot.bench import run_latency, summary
 
@@ -206,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--asr-model", help="asr (tiny.en), asr_base, or a CTranslate2 Whisper folder")
     p.add_argument("--sip-port", type=int, help="SIP UDP port (default 5060; 0 picks a free one)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("passwd", help="read a password on stdin, print its hash for voicebot.yaml")
+    p.set_defaults(func=cmd_passwd)
+
+    p = sub.add_parser("queue-log", help="print the ACD's queue log (Asterisk queue_log format or JSON lines)")
+    p.add_argument("--format", choices=["asterisk", "json"], default="asterisk")
+    p.add_argument("--config", type=Path, help="settings file (for records_db)")
+    p.add_argument("--db", type=Path, help="SQLite records file (default: records_db from the settings)")
+    p.add_argument("--from", dest="since", type=float, help="epoch seconds, inclusive")
+    p.add_argument("--to", dest="until", type=float, help="epoch seconds, exclusive")
+    p.add_argument("--limit", type=int, default=1_000_000)
+    p.set_defaults(func=cmd_queue_log)
 
     p = sub.add_parser("chat", help="talk to a domain as text in the terminal")
     _domain_arg(p)

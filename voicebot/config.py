@@ -49,6 +49,84 @@ class SipTrunk(BaseModel):
         return self
 
 
+class RelaxSettings(BaseModel):
+    """After ``after_s`` waiting: agents up to ``max_penalty`` may take the call, and the
+    required skills become ``skills`` when given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after_s: float = Field(ge=0)
+    max_penalty: int | None = Field(None, ge=0)
+    skills: dict[str, int] | None = None
+
+
+class QueueSettings(BaseModel):
+    """One ACD queue (the names follow Asterisk's app_queue where it has one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Literal["longest_idle", "round_robin", "fewest_calls", "least_talk_time", "linear", "ring_all",
+                      "random", "weighted_random"] = "longest_idle"
+    skills: dict[str, int] = Field(default_factory=dict, description="required skill → minimum level")
+    max_penalty: int | None = Field(None, ge=0, description="agents above this level wait for a relax rule")
+    relax: list[RelaxSettings] = Field(default_factory=list, description="requirements that loosen as callers wait")
+    service_level_s: float = Field(20.0, gt=0)
+    max_wait_s: float = Field(0.0, ge=0, description="0: no limit; else the caller leaves (EXITWITHTIMEOUT)")
+    max_len: int = Field(0, ge=0, description="0: no limit; else callers beyond it are refused (FULL)")
+    wrap_up_s: float = Field(10.0, ge=0)
+    ring_s: float = Field(15.0, gt=0, le=300)
+    join_empty: bool = Field(True, description="take callers when no agent is logged in (Asterisk joinempty)")
+    leave_when_empty: bool = Field(False, description="waiting callers leave when the last agent logs out")
+    announce_every_s: float = Field(30.0, ge=0, description="position and estimated wait; 0: never")
+    overflow_queue: str | None = None
+    overflow_after_s: float = Field(0.0, ge=0)
+    missed_offers_max: int = Field(3, ge=1)
+    after_wrap_up: Literal["ready", "not_ready"] = "ready"
+    weight: int = 0
+    default_handle_s: float = Field(180.0, gt=0)
+    exit_key: str | None = Field(None, pattern=r"^[0-9*#]$", description="a key that leaves the queue for the bot")
+    music: Path | None = Field(None, description="a folder of WAV files to play while callers wait")
+
+
+class AgentSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    name: str = ""
+    password: str = Field(min_length=1, description="a hash from `voicebot passwd`, or plain text for demos")
+    queues: dict[str, int] = Field(default_factory=dict, description="queue → level (penalty); a list means level 1")
+    skills: dict[str, int] = Field(default_factory=dict)
+    phone: str | None = Field(None, pattern=r"^sips?:\S+$", description="a SIP URI voicebot rings for offers")
+
+    @field_validator("queues", "skills", mode="before")
+    @classmethod
+    def _list_means_level_one(cls, value: Any) -> Any:
+        return {name: 1 for name in value} if isinstance(value, list) else value
+
+
+class UserSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    name: str = ""
+    password: str = Field(min_length=1)
+    role: Literal["supervisor", "admin"]
+
+
+class ApiTokenSettings(BaseModel):
+    """A machine's key to the API: ``token`` is a hash from `voicebot passwd` (or plain text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    token: str = Field(min_length=1)
+    role: Literal["agent", "supervisor", "admin"] = "supervisor"
+
+
+DISPOSITIONS = ["resolved", "follow_up", "escalated", "wrong_queue", "no_answer_needed"]
+NOT_READY_REASONS = ["break", "lunch", "meeting", "training", "after_call_work"]
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -81,7 +159,39 @@ class Settings(BaseModel):
     sip_max_setups_per_s: float = Field(10.0, gt=0, description="INVITEs accepted per second; more get 503")
     sip_provisional: Literal["180", "183", "none"] = "180"
     sip_answer_after_s: float = Field(0.0, ge=0, le=30, description="ring before answering")
+    queues: dict[str, QueueSettings] = Field(default_factory=dict,
+                                             description="ACD queues; a queue the domain names but this omits gets defaults")
+    agents: list[AgentSettings] = Field(default_factory=list)
+    users: list[UserSettings] = Field(default_factory=list, description="supervisors and admins")
+    api_tokens: list[ApiTokenSettings] = Field(default_factory=list)
+    dispositions: list[str] = Field(default_factory=lambda: list(DISPOSITIONS))
+    not_ready_reasons: list[str] = Field(default_factory=lambda: list(NOT_READY_REASONS))
+    music_on_hold: Path | None = Field(None, description="WAV folder; default: Debian's asterisk-moh-opsound-wav")
+    secret_key: str | None = Field(None, description="signs sessions and context links; default: random per start")
+    session_hours: float = Field(12.0, gt=0)
+    context_link_s: float = Field(3600.0, gt=0, description="how long a SIP transfer's context link stays valid")
+    public_url: str | None = Field(None, description="how agents and PBXs reach this server (context links)")
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
+
+    @model_validator(mode="after")
+    def _acd_names(self) -> "Settings":
+        """Every name an agent or queue refers to exists; ids are unique (all problems at once)."""
+        problems: list[str] = []
+        known = set(self.queues)
+        for name, queue in self.queues.items():
+            if queue.overflow_queue is not None and queue.overflow_queue not in known:
+                problems.append(f"queues.{name}.overflow_queue: no queue {queue.overflow_queue!r}{_did_you_mean(queue.overflow_queue, known)}")
+        seen: set[str] = set()
+        for i, person in enumerate([*self.agents, *self.users]):
+            kind = "agents" if i < len(self.agents) else "users"
+            if person.id in seen:
+                problems.append(f"{kind}: id {person.id!r} is used twice")
+            seen.add(person.id)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("sip_transfer_targets", mode="before")
     @classmethod
@@ -92,13 +202,25 @@ class Settings(BaseModel):
         return value
 
 
+def _did_you_mean(name: str, known: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class SettingsError(Exception):
     pass
 
 
+SAMPLE_SETTINGS = Path(__file__).resolve().parent / "defaults" / "settings.yaml"
+
+
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """``path``, else ./voicebot.yaml, else the embedded sample contact centre (demo queues and
+    agents for the sample domain), so `make run` is a whole small contact centre."""
     data: dict[str, Any] = {}
-    path = path or (Path("voicebot.yaml") if Path("voicebot.yaml").exists() else None)
+    path = path or (Path("voicebot.yaml") if Path("voicebot.yaml").exists() else SAMPLE_SETTINGS)
     if path is not None:
         try:
             data = yaml.safe_load(path.read_text()) or {}

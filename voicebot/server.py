@@ -5,13 +5,69 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
+import secrets
 import sys
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
+from voicebot.auth import Directory, LinkSigner
+from voicebot.calls import CallService
 from voicebot.config import Settings
+from voicebot.handoff.acd import Acd
+from voicebot.handoff.desk import DeskHub
+from voicebot.handoff.events import AgentConfig, QueueConfig, RelaxRule
+from voicebot.hold import MusicOnHold
+from voicebot.nlu.domain import TransferSpec
+from voicebot.sip.access import Trunk
+from voicebot.sip.endpoint import SipConfig, SipEndpoint
+from voicebot.sip.transfer import TransferTarget
+from voicebot.sip.transfers import SipTransfers
+from voicebot.switchboard import Switchboard
 
 log = logging.getLogger(__name__)
+
+
+def queue_configs(settings: Settings) -> dict[str, QueueConfig]:
+    return {name: QueueConfig(name=name, strategy=q.strategy, skills=dict(q.skills), max_penalty=q.max_penalty,
+                              relax=tuple(RelaxRule(r.after_s, r.max_penalty, r.skills) for r in q.relax),
+                              service_level_s=q.service_level_s, max_wait_s=q.max_wait_s, max_len=q.max_len,
+                              wrap_up_s=q.wrap_up_s, ring_s=q.ring_s, join_empty=q.join_empty,
+                              leave_when_empty=q.leave_when_empty, announce_every_s=q.announce_every_s,
+                              overflow_queue=q.overflow_queue, overflow_after_s=q.overflow_after_s,
+                              missed_offers_max=q.missed_offers_max, after_wrap_up=q.after_wrap_up, weight=q.weight,
+                              default_handle_s=q.default_handle_s)
+            for name, q in settings.queues.items()}
+
+
+def agent_configs(settings: Settings) -> list[AgentConfig]:
+    return [AgentConfig(a.id, a.name or a.id, dict(a.queues), dict(a.skills), a.phone) for a in settings.agents]
+
+
+def domain_queues(domain: Any) -> set[str]:
+    """Every queue the domain can transfer to: its global rules and every flow step."""
+    spec = domain.spec
+    names = {value.queue for value in vars(spec.settings).values() if isinstance(value, TransferSpec)}
+    steps = [step for flow in spec.flows.values() for step in flow.steps]
+    while steps:
+        step = steps.pop()
+        if step.transfer is not None:
+            names.add(step.transfer.queue)
+        steps.extend([*step.on_no, *step.on_failure])
+    return names
+
+
+def unknown_queues(settings: Settings, domain: Any) -> list[str]:
+    """An agent serving a queue nobody defines and no flow transfers to is a typo."""
+    known = set(settings.queues) | domain_queues(domain)
+    problems = []
+    for agent in settings.agents:
+        for queue in agent.queues:
+            if queue not in known:
+                close = difflib.get_close_matches(queue, sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"agents.{agent.id}.queues: no queue {queue!r}{hint}")
+    return problems
 
 
 def serve(settings: Settings) -> int:
@@ -23,7 +79,6 @@ def serve(settings: Settings) -> int:
     from voicebot.nlu.yamlsource import DomainError
     from voicebot.pipeline.asr import AsrConfig
     from voicebot.pipeline.call import Engines, VoiceConfig
-    from voicebot.pipeline.service import CallService
     from voicebot.pipeline.vad import SegmenterConfig
     from voicebot.records.store import RecordStore
     from voicebot.web.app import create_app
@@ -48,17 +103,31 @@ def serve(settings: Settings) -> int:
         return 2
     store = RecordStore(settings.records_db)
     backend = backend_for(registry.current.spec.settings.backend)
-    calls = CallService(engines, registry, backend, store, settings.max_calls)
+    secret = (settings.secret_key or secrets.token_hex(32)).encode()
+    directory = Directory.from_settings(settings)
+    links = LinkSigner(secret)
+    scheme = "https" if settings.tls_cert and settings.tls_key else "http"
+    public_url = (settings.public_url or f"{scheme}://{settings.host}:{settings.port}").rstrip("/")
+
+    def context_url(call_id: str) -> str:
+        """The agent's way to the whole context: this one call only, for a while."""
+        return f"{public_url}/api/calls/{call_id}?token={links.sign(call_id, settings.context_link_s)}"
+
+    calls = CallService(engines, registry, backend, store, settings.max_calls,
+                        music=MusicOnHold.from_folder(settings.music_on_hold), context_url=context_url)
+    acd = Acd(queue_configs(settings), agent_configs(settings))
+    desk = DeskHub()
+    problems = unknown_queues(settings, registry.current)
+    if problems:
+        print("refusing to start: " + "; ".join(problems), file=sys.stderr)
+        return 2
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
         watcher = asyncio.create_task(registry.watch())
         sip = None
+        transfers = None
         if settings.sip:
-            from voicebot.sip.endpoint import SipConfig, SipEndpoint
-            from voicebot.sip.access import Trunk
-            from voicebot.sip.transfer import TransferTarget
-
             sip = SipEndpoint(SipConfig(host=settings.sip_host, port=settings.sip_port,
                                         advertised_host=settings.sip_advertised_host,
                                         allowed_networks=settings.sip_allowed_networks,
@@ -66,33 +135,50 @@ def serve(settings: Settings) -> int:
                                         credentials=settings.sip_credentials, tcp=settings.sip_tcp,
                                         trunks=[Trunk(t.name, t.networks, t.credentials) for t in settings.sip_trunks],
                                         max_setups_per_s=settings.sip_max_setups_per_s,
-                                        transfer_targets={q: TransferTarget(t.uri, t.method, t.ring_s)
-                                                          for q, t in settings.sip_transfer_targets.items()},
-                                        context_base_url=f"http://{settings.host}:{settings.port}",
                                         answer_after_s=settings.sip_answer_after_s,
-                                        max_calls=settings.max_calls), calls.start, store, calls.resume)
+                                        max_calls=settings.max_calls), calls.start)
             try:
                 await sip.start()
+                transfers = SipTransfers(sip, {q: TransferTarget(t.uri, t.method, t.ring_s)
+                                               for q, t in settings.sip_transfer_targets.items()})
             except OSError as exc:  # the web caller page still works without SIP
                 print(f"  SIP disabled: cannot listen on {settings.sip_host}:{settings.sip_port}: {exc}", flush=True)
                 await sip.stop()
                 sip = None
-        base = f"http://{settings.host}:{settings.port}"
+        calls.outside = transfers
+        board = Switchboard(acd, store, desk, dialer=transfers, context_url=context_url,
+                            exit_keys={name: q.exit_key for name, q in settings.queues.items() if q.exit_key},
+                            dispositions=settings.dispositions, not_ready_reasons=settings.not_ready_reasons)
+        calls.switchboard = board
+        app.state.switchboard = board
+        board.start()
+        base = public_url
         print(f"voicebot: serving domain {registry.current.name!r} from {settings.domain}", flush=True)
         print(f"  caller page    {base}/", flush=True)
+        print(f"  agent desktop  {base}/agent", flush=True)
         print(f"  call records   {base}/api/calls   metrics {base}/metrics   API docs {base}/docs", flush=True)
         print(f"  text chat API  {base}/api/chat", flush=True)
         if sip is not None:
             transports = "UDP+TCP" if settings.sip_tcp else "UDP"
             print(f"  SIP ({transports})  sip:voicebot@{settings.sip_host}:{sip.config.port}", flush=True)
-        print("  agent desktop: not built yet (ACD issue)", flush=True)
+        queues = ", ".join(sorted(set(settings.queues) | domain_queues(registry.current))) or "none"
+        print(f"  ACD queues     {queues}", flush=True)
+        demo = [a.id for a in [*settings.agents, *settings.users] if not a.password.startswith("$argon2")]
+        if settings.agents:
+            print(f"  agents         {', '.join(a.id for a in settings.agents)}: log in at {base}/agent", flush=True)
+        if demo:
+            print(f"  demo logins    {', '.join(demo)} have plain-text passwords (the sample's are 'demo');"
+                  " set hashes from `voicebot passwd` in voicebot.yaml", flush=True)
         yield
         watcher.cancel()
+        await board.stop()
         if sip is not None:
             await sip.stop()
         await calls.shutdown()
         store.close()
 
-    app = create_app(registry, backend, lifespan, store=store, calls=calls)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    app = create_app(registry, backend, lifespan, store=store, calls=calls, desk=desk, acd=acd, directory=directory,
+                     links=links, settings=settings, secret=secret)
+    tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)} if scheme == "https" else {}
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", **tls)
     return 0

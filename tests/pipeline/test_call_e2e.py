@@ -118,7 +118,7 @@ def test_speak_to_agent_transfers_with_transcript(engines, bank) -> None:
     call, record = run(engines, bank, script)
     assert record["transfer"] == {"queue": "general", "reason": "caller_request", "priority": 0, "skills": []}
     assert record["state"] == "queued" and record["outcome"] == "transferred"
-    assert call.close_reason == "transfer:general"
+    assert call.close_reason == "bot_transfer"
     texts = [t["text"] for t in record["turns"]]
     assert texts[0] == "Thank you for calling Example Bank."
     assert any("person" in t.lower() for t in texts)

@@ -16,6 +16,7 @@ from voicebot.modelstore import resolve
 from voicebot.nlu.dialog import Dialog, DialogContext, Event
 from voicebot.nlu.nlu import Domain
 from voicebot.pipeline.asr import AsrConfig, WhisperEngine
+from voicebot.pipeline.frames import BotEnd
 from voicebot.pipeline.latency import TurnClock
 from voicebot.pipeline.processors import DialogProcessor, Recognizer, Synthesizer, TurnProcessor
 from voicebot.pipeline.transport import MediaInput, MediaOutput
@@ -61,16 +62,12 @@ class Engines:
         return self.tts.warm(domain.spec.prompts.values(), self.config.output_rates)
 
 
-async def run_call(stream: MediaStream, *, engines: Engines, domain: Domain, backend: Backend,
-                   store: RecordStore, channel: str, caller: str = "", call_id: str | None = None,
-                   today: date | None = None, dialog: Dialog | None = None, first_event: Event | None = None) -> str:
-    """Run the bot on a call until it hangs up or transfers; returns the call id (the record
-    is complete when this returns).  ``dialog`` and ``first_event`` resume a call whose
-    transfer failed, with everything the caller already said."""
-    if call_id is None or store.get_call(call_id) is None:
-        call_id = store.start_call(channel, caller, domain.name, call_id)
-    if dialog is None:
-        dialog = Dialog(domain, DialogContext(caller_number=caller, channel=channel, today=today or date.today()))
+async def run_bot(stream: MediaStream, *, engines: Engines, backend: Backend, store: RecordStore, call_id: str,
+                  dialog: Dialog, first_event: Event | None = None) -> BotEnd:
+    """Run the bot on a call until it hangs up, transfers, or the caller leaves, and say which.
+    The record's end is the caller's business (``run_call`` or ``calls.Call``): the bot may
+    hand a call on that goes on long after it.  ``first_event`` resumes a call whose transfer
+    failed (``TransferFailed``) with everything the caller already said."""
     clock = TurnClock(store, call_id)
     seg_config = SegmenterConfig(**vars(engines.config.segmenter))
     if engines.smart_turn is not None:
@@ -78,11 +75,12 @@ async def run_call(stream: MediaStream, *, engines: Engines, domain: Domain, bac
         seg_config.end_of_turn_s = engines.config.smart_turn_fallback_s
     segmenter = Segmenter(engines.scorer(), seg_config)
     output = MediaOutput(stream)
+    talk = DialogProcessor(dialog, backend, clock, call_id, no_input_s=engines.config.no_input_s, first_event=first_event)
     pipeline = Pipeline([
         MediaInput(stream),
         TurnProcessor(segmenter, engines.smart_turn),
         Recognizer(engines.asr),
-        DialogProcessor(dialog, backend, clock, call_id, no_input_s=engines.config.no_input_s, first_event=first_event),
+        talk,
         Synthesizer(engines.tts, stream.output_sample_rate),
         output,
     ])
@@ -90,15 +88,31 @@ async def run_call(stream: MediaStream, *, engines: Engines, domain: Domain, bac
                                                             audio_out_sample_rate=stream.output_sample_rate),
                             idle_timeout_secs=None, enable_rtvi=False, enable_turn_tracking=False,
                             check_dangling_tasks=False)
+    end: BotEnd | None = None
     try:
         runner = WorkerRunner(handle_sigint=False, check_dangling_tasks=False)
         await runner.add_workers(worker)
         await runner.run()
+        end = talk.end
     except Exception:
         log.exception("call %s pipeline failed", call_id)
         store.event(call_id, "pipeline_error")
     finally:
-        clock.ended("error" if not dialog.ended else "completed", dialog)  # no-op if already recorded
         if not stream.closed and not output.let_go:  # once let go, the stream may be a bridge's now
             await stream.close("pipeline_ended")
+    if end is None:
+        end = BotEnd("error", "pipeline_error") if not dialog.ended else BotEnd("hangup", "completed")
+    return end
+
+
+async def run_call(stream: MediaStream, *, engines: Engines, domain: Domain, backend: Backend,
+                   store: RecordStore, channel: str, caller: str = "", call_id: str | None = None,
+                   today: date | None = None) -> str:
+    """One whole call with the bot alone, its record ended when the bot is done (benchmarks,
+    tests); returns the call id.  A server's calls go through ``calls.Call`` instead."""
+    if call_id is None or store.get_call(call_id) is None:
+        call_id = store.start_call(channel, caller, domain.name, call_id)
+    dialog = Dialog(domain, DialogContext(caller_number=caller, channel=channel, today=today or date.today()))
+    end = await run_bot(stream, engines=engines, backend=backend, store=store, call_id=call_id, dialog=dialog)
+    TurnClock(store, call_id).ended(end.outcome, dialog)
     return call_id

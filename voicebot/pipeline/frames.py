@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pipecat.frames.frames import DataFrame, SystemFrame
+
+from voicebot.nlu.dialog import Transfer
 
 
 @dataclass
@@ -93,8 +96,24 @@ class FirstAudioFrame(SystemFrame):
     cached: bool = False
 
 
+@dataclass(frozen=True)
+class BotEnd:
+    """Why the bot let go of a call, as a value the call's owner acts on (nobody parses the
+    stream's close reason): ``hangup`` (``reason`` from the dialog), ``transfer`` (``transfer``
+    says where), ``caller_left``, or ``error``."""
+
+    kind: Literal["hangup", "transfer", "caller_left", "error"]
+    reason: str = ""
+    transfer: Transfer | None = None
+
+    @property
+    def outcome(self) -> str:
+        """The record's outcome when the call ends here."""
+        return {"transfer": "transferred", "caller_left": "caller_hung_up"}.get(self.kind, self.reason or self.kind)
+
+
 @dataclass
 class EndCallFrame(DataFrame):
     """Queued after the last prompt: the output closes the stream once it has been played."""
 
-    reason: str = ""
+    end: BotEnd = BotEnd("hangup")

@@ -15,7 +15,7 @@ from voicebot.backends import Backend
 from voicebot.nlu.dialog import (Ask, CallerHungUp, CallStarted, Dialog, DtmfPressed, Event, Hangup, Lookup,
                                  LookupResult, NoInput, Say, Transfer, UserSaid)
 from voicebot.pipeline.asr import WhisperEngine
-from voicebot.pipeline.frames import (BotAudioFrame, BotDoneSpeakingFrame, BotHeardFrame, BotSpeechFrame,
+from voicebot.pipeline.frames import (BotAudioFrame, BotDoneSpeakingFrame, BotEnd, BotHeardFrame, BotSpeechFrame,
                                       CallerKeyFrame, CallerSpeechStartedFrame, CallerTextFrame, EndCallFrame,
                                       ExpectFrame, FirstAudioFrame, UtteranceFrame)
 from voicebot.pipeline.latency import TurnClock
@@ -135,6 +135,7 @@ class DialogProcessor(FrameProcessor):
         self._waiting_answer = False
         self._no_input_task: asyncio.Task[None] | None = None
         self._started = False
+        self.end: BotEnd | None = None  # set when the bot lets go of the call
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -169,7 +170,8 @@ class DialogProcessor(FrameProcessor):
             self._cancel_no_input()
             if not self.dialog.ended:
                 self.dialog.handle(CallerHungUp())
-                self.clock.ended("caller_hung_up", self.dialog)
+            if self.end is None:
+                self.end = BotEnd("caller_left", "caller_hung_up")
             await self.push_frame(frame, direction)
         else:
             await self.push_frame(frame, direction)
@@ -230,11 +232,11 @@ class DialogProcessor(FrameProcessor):
                                                      prompt=action.prompt, turn=self.turn))
             elif isinstance(action, Transfer):
                 self.clock.transfer(action)
-                self.clock.ended("transferred", self.dialog)
-                await self.push_frame(EndCallFrame(reason=f"transfer:{action.queue}"))
+                self.end = BotEnd("transfer", action.reason, action)
+                await self.push_frame(EndCallFrame(end=self.end))
             elif isinstance(action, Hangup):
-                self.clock.ended(action.reason, self.dialog)
-                await self.push_frame(EndCallFrame(reason=f"hangup:{action.reason}"))
+                self.end = BotEnd("hangup", action.reason)
+                await self.push_frame(EndCallFrame(end=self.end))
 
     def _arm_no_input(self) -> None:
         self._cancel_no_input()

@@ -87,7 +87,7 @@ class MediaOutput(FrameProcessor):
             await self.push_frame(frame, direction)
         elif isinstance(frame, EndCallFrame):
             await self._drain()
-            await self._let_go(frame.reason)
+            await self._let_go(f"bot_{frame.end.kind}")
         elif isinstance(frame, EndFrame):
             if not self.stream.closed and not self.let_go:
                 await self._drain()

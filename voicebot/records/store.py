@@ -3,6 +3,13 @@ so a crash loses at most the turn in progress.
 
 One connection per store, used from one thread at a time (the event loop's); WAL mode lets
 readers (the HTTP API) see committed turns while a call is still running.
+
+A call's life is written down by its owner (``calls.py``): states ivr → queued → offered →
+connected → wrap_up → ended | abandoned | transferred_out (``CALL_STATES``), the agent it was
+connected to, the queue it waited in, the agent's wrap-up (disposition, notes), and the ACD's
+queue_log lines (Asterisk's shape: time, call id, queue, agent, event, data fields).  Turns are
+the caller's, the bot's and the agent's.  A database written by an older version gains the
+new columns when it is opened.
 """
 
 from __future__ import annotations
@@ -12,8 +19,15 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+CALL_STATES = ("ivr", "queued", "offered", "connected", "wrap_up", "ended", "abandoned", "transferred_out")
+FINAL_STATES = ("ended", "abandoned", "transferred_out")
+OWNER_STATES = ("offered", "connected", "wrap_up", "abandoned", "transferred_out")  # end_call leaves these alone
+SPEAKERS = ("caller", "bot", "agent")
+CALL_FIELDS = ("agent", "queue", "disposition", "notes", "caller_name")  # what set_state may set besides the state
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -28,7 +42,12 @@ CREATE TABLE IF NOT EXISTS calls (
     transfer_queue TEXT,
     transfer_reason TEXT,
     transfer_priority INTEGER,
-    transfer_skills TEXT
+    transfer_skills TEXT,
+    agent TEXT,
+    queue TEXT,
+    disposition TEXT,
+    notes TEXT,
+    caller_name TEXT
 );
 CREATE TABLE IF NOT EXISTS turns (
     call_id TEXT NOT NULL REFERENCES calls(id),
@@ -43,6 +62,7 @@ CREATE TABLE IF NOT EXISTS turns (
     rule TEXT,
     timings TEXT NOT NULL DEFAULT '{}',
     heard TEXT,
+    agent TEXT,
     PRIMARY KEY (call_id, seq)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -51,14 +71,35 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,
     data TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS queue_log (
+    time REAL NOT NULL,
+    call_id TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '[]'
+);
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
 CREATE INDEX IF NOT EXISTS events_call ON events(call_id, at);
+CREATE INDEX IF NOT EXISTS queue_log_time ON queue_log(time);
+CREATE INDEX IF NOT EXISTS queue_log_call ON queue_log(call_id, time);
+CREATE INDEX IF NOT EXISTS queue_log_agent ON queue_log(agent, event);
 """
+
+# Columns added since the first schema: an older database gets them with ALTER TABLE on open.
+UPGRADES = {
+    "calls": (("agent", "TEXT"), ("queue", "TEXT"), ("disposition", "TEXT"), ("notes", "TEXT"),
+              ("caller_name", "TEXT")),
+    "turns": (("agent", "TEXT"),),
+}
+# Indexes on upgraded columns: created after the upgrade.
+LATE_INDEXES = "CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, started_at);"
 
 
 class RecordStore:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time) -> None:
         self.path = str(path)
+        self.clock = clock
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -68,31 +109,65 @@ class RecordStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            self._upgrade()
+            self._db.executescript(LATE_INDEXES)
+
+    def _upgrade(self) -> None:
+        for table, columns in UPGRADES.items():
+            have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name in have:
+                    continue
+                try:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as error:  # another process upgraded it meanwhile
+                    if "duplicate column" not in str(error):
+                        raise
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         with self._lock:
             self._db.execute(sql, args)
+
+    def _write_all(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        """Several statements committed together: one WAL commit, and no reader sees half."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _event_row(self, call_id: str, kind: str, data: dict[str, Any] | None) -> tuple[str, tuple[Any, ...]]:
+        return ("INSERT INTO events (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                (call_id, self.clock(), kind, json.dumps(data or {}, default=str)))
 
     # ------------------------------------------------------------------ writes
 
     def start_call(self, channel: str, caller: str = "", domain: str = "", call_id: str | None = None) -> str:
         call_id = call_id or uuid.uuid4().hex
         self._write("INSERT INTO calls (id, channel, caller, domain, started_at) VALUES (?, ?, ?, ?, ?)",
-                    (call_id, channel, caller, domain, time.time()))
+                    (call_id, channel, caller, domain, self.clock()))
         self.event(call_id, "call_started", {"channel": channel, "caller": caller})
         return call_id
 
     def add_turn(self, call_id: str, speaker: str, text: str, started_at: float, ended_at: float | None = None,
                  intent: str | None = None, confidence: float | None = None, slots: dict[str, Any] | None = None,
-                 rule: str | None = None, timings: dict[str, float] | None = None) -> int:
+                 rule: str | None = None, timings: dict[str, float] | None = None, agent: str | None = None) -> int:
+        """One turn of the conversation: the caller's, the bot's, or an agent's (``agent`` is
+        then the agent's id)."""
+        if speaker not in SPEAKERS:
+            raise ValueError(f"speaker must be one of {', '.join(SPEAKERS)}, not {speaker!r}")
         with self._lock:
             row = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM turns WHERE call_id = ?", (call_id,)).fetchone()
             seq = int(row[0])
             self._db.execute(
-                "INSERT INTO turns (call_id, seq, speaker, text, started_at, ended_at, intent, confidence, slots, rule, timings)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO turns (call_id, seq, speaker, text, started_at, ended_at, intent, confidence, slots, rule,"
+                " timings, agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (call_id, seq, speaker, text, started_at, ended_at, intent, confidence,
-                 json.dumps(slots or {}), rule, json.dumps(timings or {})))
+                 json.dumps(slots or {}), rule, json.dumps(timings or {}), agent))
         return seq
 
     def update_turn(self, call_id: str, seq: int, *, timings: dict[str, float] | None = None,
@@ -112,12 +187,37 @@ class RecordStore:
                     (intent, confidence, json.dumps(slots, default=str), rule, call_id, seq))
 
     def event(self, call_id: str, kind: str, data: dict[str, Any] | None = None) -> None:
-        self._write("INSERT INTO events (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
-                    (call_id, time.time(), kind, json.dumps(data or {}, default=str)))
+        self._write(*self._event_row(call_id, kind, data))
 
-    def set_state(self, call_id: str, state: str) -> None:
-        self._write("UPDATE calls SET state = ? WHERE id = ?", (state, call_id))
-        self.event(call_id, "state", {"state": state})
+    def set_state(self, call_id: str, state: str, **fields: str | None) -> None:
+        """Move the call to ``state``; ``fields`` (any of CALL_FIELDS, e.g. ``agent``, ``queue``)
+        are written with it, and all of it goes into the "state" event."""
+        unknown = sorted(set(fields) - set(CALL_FIELDS))
+        if unknown:
+            raise TypeError(f"set_state() got unexpected fields {', '.join(unknown)}; allowed: {', '.join(CALL_FIELDS)}")
+        names = ["state", *fields]
+        self._write_all([
+            (f"UPDATE calls SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
+             (state, *fields.values(), call_id)),
+            self._event_row(call_id, "state", {"state": state, **fields}),
+        ])
+
+    def set_agent(self, call_id: str, agent: str | None) -> None:
+        """The agent the call is connected to (the desktop's "my calls" lists by it)."""
+        self._write("UPDATE calls SET agent = ? WHERE id = ?", (agent, call_id))
+
+    def set_queue(self, call_id: str, queue: str | None) -> None:
+        """The queue the call waits in, or was answered from (after an overflow, the last one)."""
+        self._write("UPDATE calls SET queue = ? WHERE id = ?", (queue, call_id))
+
+    def set_wrap_up(self, call_id: str, agent: str, disposition: str, notes: str) -> None:
+        """The agent's wrap-up: the latest disposition and notes stay on the call, every
+        wrap-up (an agent transfer means two) stays in the events."""
+        self._write_all([
+            ("UPDATE calls SET disposition = ?, notes = ?, agent = COALESCE(agent, ?) WHERE id = ?",
+             (disposition, notes, agent, call_id)),
+            self._event_row(call_id, "wrap_up", {"agent": agent, "disposition": disposition, "notes": notes}),
+        ])
 
     def set_transfer(self, call_id: str, queue: str, reason: str, priority: int, skills: list[str]) -> None:
         self._write("UPDATE calls SET state = 'queued', transfer_queue = ?, transfer_reason = ?, transfer_priority = ?,"
@@ -125,10 +225,25 @@ class RecordStore:
         self.event(call_id, "transfer", {"queue": queue, "reason": reason, "priority": priority, "skills": skills})
 
     def end_call(self, call_id: str, outcome: str) -> None:
+        """The bot's part of the call is over.  A call its owner has moved on (offered,
+        connected, wrap_up, abandoned, transferred_out) keeps that state; anything else,
+        'queued' included, is 'ended' — the owner's close_call writes the true final state."""
+        owned = ", ".join(f"'{s}'" for s in OWNER_STATES)
         self._write("UPDATE calls SET ended_at = ?, outcome = COALESCE(outcome, ?),"
-                    " state = CASE WHEN state = 'queued' THEN state ELSE 'ended' END WHERE id = ?",
-                    (time.time(), outcome, call_id))
+                    f" state = CASE WHEN state IN ({owned}) THEN state ELSE 'ended' END WHERE id = ?",
+                    (self.clock(), outcome, call_id))
         self.event(call_id, "call_ended", {"outcome": outcome})
+
+    def close_call(self, call_id: str, state: str, outcome: str) -> None:
+        """The call is over, for its owner: end time, final state (one of FINAL_STATES) and
+        outcome (an outcome already written is kept) in one write."""
+        if state not in FINAL_STATES:
+            raise ValueError(f"a call closes as one of {', '.join(FINAL_STATES)}, not {state!r}")
+        self._write_all([
+            ("UPDATE calls SET ended_at = ?, state = ?, outcome = COALESCE(outcome, ?) WHERE id = ?",
+             (self.clock(), state, outcome, call_id)),
+            self._event_row(call_id, "state", {"state": state, "outcome": outcome}),
+        ])
 
     def reopen_call(self, call_id: str, data: dict[str, Any]) -> None:
         """A transfer failed and the caller is back with the bot: the call is live again (the
@@ -139,28 +254,71 @@ class RecordStore:
 
     def finish_call(self, call_id: str, state: str = "ended") -> None:
         """The last leg of a call that went on after the bot (a bridged agent) has hung up."""
-        self._write("UPDATE calls SET ended_at = ?, state = ? WHERE id = ?", (time.time(), state, call_id))
+        self._write("UPDATE calls SET ended_at = ?, state = ? WHERE id = ?", (self.clock(), state, call_id))
         self.event(call_id, "state", {"state": state})
+
+    def log_queue_event(self, ev: Any) -> None:
+        """One queue_log line (a handoff.events.LogEvent, or anything with its fields:
+        time, call_id, queue, agent, event, data); a missing name is written as NONE."""
+        self._write("INSERT INTO queue_log (time, call_id, queue, agent, event, data) VALUES (?, ?, ?, ?, ?, ?)",
+                    (float(ev.time), ev.call_id or "NONE", ev.queue or "NONE", ev.agent or "NONE", ev.event,
+                     json.dumps(["" if d is None else str(d) for d in ev.data or ()])))
 
     # ------------------------------------------------------------------ reads
 
-    def list_calls(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    def list_calls(self, limit: int = 100, offset: int = 0, agent: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; with ``agent``, the calls that agent is or was connected to."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM calls ORDER BY started_at DESC LIMIT ? OFFSET ?",
-                                    (limit, offset)).fetchall()
+            if agent is None:
+                rows = self._db.execute("SELECT * FROM calls ORDER BY started_at DESC LIMIT ? OFFSET ?",
+                                        (limit, offset)).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM calls WHERE agent = ? OR id IN"
+                    " (SELECT call_id FROM queue_log WHERE agent = ? AND event = 'CONNECT')"
+                    " ORDER BY started_at DESC LIMIT ? OFFSET ?", (agent, agent, limit, offset)).fetchall()
         return [_call(dict(r)) for r in rows]
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
+        """The call with its ``turns`` and ``events`` as stored, its ``queue`` (queue_log
+        lines) and its ``transcript`` (every turn, caller, bot and agent, in order)."""
         with self._lock:
             row = self._db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
             if row is None:
                 return None
             turns = self._db.execute("SELECT * FROM turns WHERE call_id = ? ORDER BY seq", (call_id,)).fetchall()
             events = self._db.execute("SELECT * FROM events WHERE call_id = ? ORDER BY at, rowid", (call_id,)).fetchall()
+            queue = self._db.execute("SELECT * FROM queue_log WHERE call_id = ? ORDER BY time, rowid",
+                                     (call_id,)).fetchall()
         call = _call(dict(row))
         call["turns"] = [{**dict(t), "slots": json.loads(t["slots"]), "timings": json.loads(t["timings"])} for t in turns]
         call["events"] = [{"at": e["at"], "kind": e["kind"], "data": json.loads(e["data"])} for e in events]
+        call["queue"] = [_queue_row(q) for q in queue]
+        call["transcript"] = [{"speaker": t["speaker"], "text": t["text"], "at": t["started_at"], "agent": t["agent"],
+                               "intent": t["intent"], "confidence": t["confidence"]} for t in turns]
         return call
+
+    def queue_log(self, since: float | None = None, until: float | None = None,
+                  limit: int = 10000) -> list[dict[str, Any]]:
+        """queue_log lines with since <= time < until (either end open when None), oldest first."""
+        where, args = [], []
+        if since is not None:
+            where.append("time >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("time < ?")
+            args.append(until)
+        sql = "SELECT * FROM queue_log" + (f" WHERE {' AND '.join(where)}" if where else "")
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY time, rowid LIMIT ?", (*args, limit)).fetchall()
+        return [_queue_row(r) for r in rows]
+
+    def queue_events(self, call_id: str) -> list[dict[str, Any]]:
+        """One call's queue_log lines, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM queue_log WHERE call_id = ? ORDER BY time, rowid",
+                                    (call_id,)).fetchall()
+        return [_queue_row(r) for r in rows]
 
     def close(self) -> None:
         with self._lock:
@@ -168,10 +326,18 @@ class RecordStore:
 
 
 def _call(row: dict[str, Any]) -> dict[str, Any]:
+    """A calls row for the API: the bot's transfer request as one ``transfer`` object, and the
+    queue column as ``queue_name`` (``queue`` in a full record is the call's queue_log)."""
     skills = row.pop("transfer_skills")
     row["transfer"] = None if row["transfer_queue"] is None else {
         "queue": row.pop("transfer_queue"), "reason": row.pop("transfer_reason"),
         "priority": row.pop("transfer_priority"), "skills": json.loads(skills or "[]")}
     for key in ("transfer_queue", "transfer_reason", "transfer_priority"):
         row.pop(key, None)
+    row["queue_name"] = row.pop("queue", None)
     return row
+
+
+def _queue_row(row: sqlite3.Row) -> dict[str, Any]:
+    return {"time": row["time"], "call_id": row["call_id"], "queue": row["queue"], "agent": row["agent"],
+            "event": row["event"], "data": json.loads(row["data"])}

@@ -1,6 +1,6 @@
-"""Who may call, per trunk: a trunk is the source networks a PBX, SBC or carrier sends from,
-and/or the digest credentials it must present.  Pure: an address and an Authorization header
-in, a verdict out."""
+"""Who may call, per trunk, and how fast.  A trunk is the source networks a PBX, SBC or
+carrier sends from, and/or the digest credentials it must present.  Pure: an address, an
+Authorization header and the time in, a verdict out."""
 
 from __future__ import annotations
 
@@ -71,3 +71,23 @@ class AccessPolicy:
         stale = any(v == "stale" for _, v in verdicts)
         return Verdict("challenge", first.name, tuple(self._auth[first.name].challenge(stale=stale)),
                        why="stale nonce" if stale else "credentials required")
+
+
+class SetupLimiter:
+    """A token bucket on call setups (burst: one second's worth), so an INVITE flood gets 503s
+    rather than a stalled server.  Pure: the time comes in."""
+
+    def __init__(self, per_s: float, now: float) -> None:
+        self.per_s = per_s
+        self.capacity = max(1.0, per_s)
+        self._tokens = self.capacity
+        self._at = now
+
+    def take(self, now: float) -> bool:
+        """True when one more setup may start now."""
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.per_s)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True

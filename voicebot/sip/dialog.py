@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from voicebot.sip.message import SipRequest, SipResponse, parse_name_addr
+from voicebot.sip.message import SipParseError, SipRequest, SipResponse, parse_name_addr
 
 REASONS = {100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 400: "Bad Request",
            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
@@ -81,6 +81,15 @@ class SipDialog:
     @property
     def remote_tag(self) -> str | None:
         return parse_name_addr(self.remote).tag
+
+    @property
+    def remote_user(self) -> str:
+        """The user part of the peer's URI: for a call we answered, the caller's number."""
+        try:
+            uri = parse_name_addr(self.remote).uri
+        except SipParseError:
+            return ""
+        return uri.split(":", 1)[-1].split("@", 1)[0].split(";")[0]
 
     def answer(self, request: SipRequest, status: int, body: bytes = b"", content_type: str | None = None,
                extra: list[tuple[str, str]] | None = None) -> SipResponse:

@@ -7,24 +7,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from voicebot.sip.transfer import handoff_headers, refer_to, user_to_user
-
-if TYPE_CHECKING:
-    from voicebot.sip.endpoint import SipCall, SipEndpoint
+from voicebot.sip.call import Signalling, SipCall
+from voicebot.sip.transfer import refer_to, user_to_user
 
 log = logging.getLogger(__name__)
 FINAL_NOTIFY_S = 30.0
 
 
-async def refer(endpoint: SipEndpoint, call: SipCall, target: str) -> dict[str, Any]:
-    """REFER, then follow the NOTIFYs to a final status.  ``refer_status`` is the answer to the
-    REFER (405/501/603: the caller's side won't, so the endpoint bridges instead);
-    ``target_status`` what the transferee's own call to the target got."""
-    records = endpoint.records
-    record = records.get_call(call.call_id) if records is not None and call.call_id else None
-    headers = handoff_headers(record, f"{endpoint.config.context_base_url}/api/calls/{call.call_id}")
+async def refer(endpoint: Signalling, call: SipCall, target: str, headers: list[tuple[str, str]]) -> dict[str, Any]:
+    """REFER with the handoff ``headers``, then follow the NOTIFYs to a final status.
+    ``refer_status`` is the answer to the REFER (405/501/603: the caller's side won't, so the
+    transfer bridges instead); ``target_status`` what the transferee's own call to the target got."""
     uui = user_to_user(headers)
     statuses: asyncio.Queue[int] = asyncio.Queue()
     endpoint.on_notify(call.dialog.call_id, statuses.put_nowait)

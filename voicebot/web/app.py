@@ -1,7 +1,10 @@
-"""The HTTP API: health, the live domain's status, and a text channel to the dialog.
+"""The HTTP API: health, the live domain's status, a text channel to the dialog, call
+records, the ACD (agents, queues, queue log), the agent desktop's WebSocket, and the pages.
 
 The text channel (``/api/chat``) is the same Dialog a phone call runs, without audio: designers
-and integrators can script conversations against a running server.
+and integrators can script conversations against a running server.  Everything but
+``/healthz``, the caller page with ``POST /api/offer``, ``/api/chat`` and the login shell of
+the agent desktop (``/agent`` and its script) needs a login or an API token.
 """
 
 from __future__ import annotations
@@ -13,18 +16,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Response
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, WebSocket
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
 
+from voicebot.auth import Directory, LinkSigner, LoginThrottle, Principal, SessionStore, load_secret
 from voicebot.backends import Backend
+from voicebot.calls import CallLimit
 from voicebot.domain_reload import DomainRegistry
+from voicebot.handoff.desk import DeskHub
+from voicebot.legs import CallerLeg
 from voicebot.nlu.dialog import Action, CallStarted, CallerHungUp, Dialog, DtmfPressed, Event, NoInput, UserSaid
 from voicebot.textchat import turn
+from voicebot.web.acd_routes import acd_router
+from voicebot.web.auth_routes import SESSION_COOKIE, auth_router, principal_dependency, require
+from voicebot.web.desk import desk_socket
+from voicebot.webrtc import WebRtcCallerLeg
 
 if TYPE_CHECKING:
-    from voicebot.pipeline.service import CallService
+    from voicebot.calls import CallService
+    from voicebot.config import Settings
+    from voicebot.handoff.acd import Acd
     from voicebot.records.store import RecordStore
 
 MAX_SESSIONS = 1000
@@ -62,13 +77,27 @@ class Offer(BaseModel):
 
 
 STATIC = Path(__file__).resolve().parent / "static"
+PUBLIC_STATIC = {"agent.js", "agent.css"}  # the desktop's login shell; caller.html is served at /
 
 
 def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
-               store: "RecordStore | None" = None, calls: "CallService | None" = None) -> FastAPI:
-    app = FastAPI(title="voicebot", version="0.1.0", lifespan=lifespan,
-                  description="Realtime voice AI IVR and virtual agent server")
+               store: "RecordStore | None" = None, calls: "CallService | None" = None, *,
+               desk: "DeskHub | None" = None, acd: "Acd | None" = None, directory: Directory | None = None,
+               links: LinkSigner | None = None, settings: "Settings | None" = None,
+               secret: bytes | None = None) -> FastAPI:
+    app = FastAPI(title="voicebot", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None, description="Realtime voice AI IVR and virtual agent server")
+    app.state.switchboard = None  # set by the server once the ACD runs
+    desk = desk or DeskHub()
     sessions: dict[str, ChatSession] = {}
+    secret = secret or load_secret(None)
+    directory = directory or Directory([])
+    links = links or LinkSigner(secret)
+    logins = SessionStore(secret, (settings.session_hours if settings else 12.0) * 3600)
+    current = principal_dependency(directory, logins)
+    app.include_router(auth_router(directory, logins, LoginThrottle()))
+    guarded = APIRouter(dependencies=[Depends(current)])
+    supervisors = [Depends(require("supervisor"))]
 
     def reply(session_id: str, session: ChatSession, actions: list[Action], first_trace: int) -> dict[str, Any]:
         dialog = session.dialog
@@ -91,7 +120,7 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/api/domain")
+    @guarded.get("/api/domain")
     def domain_status() -> dict[str, Any]:
         domain = registry.current
         return {"name": domain.name, "root": str(registry.root), "fingerprint": domain.fingerprint,
@@ -141,33 +170,65 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
         session.dialog.handle(CallerHungUp())
         return {"session_id": session_id, "ended": True}
 
-    @app.get("/metrics", include_in_schema=False)
+    @guarded.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/calls")
-    def list_calls(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+    def may_see(principal: Principal, record: dict[str, Any]) -> bool:
+        """A supervisor or admin sees every call; an agent the calls offered to them and their own."""
+        if principal.role in ("supervisor", "admin"):
+            return True
+        if principal.kind != "user":
+            return False
+        if record.get("agent") == principal.id:
+            return True
+        return any(event.get("agent") == principal.id for event in record.get("queue", []))
+
+    @guarded.get("/api/calls")
+    def list_calls(request: Request, limit: int = Query(50, ge=1, le=500),
+                   offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
         if store is None:
             raise HTTPException(503, "call records are not enabled")
+        principal: Principal = request.state.principal
+        if principal.role == "agent":
+            return store.list_calls(limit, offset, agent=principal.id if principal.kind == "user" else "\0")
         return store.list_calls(limit, offset)
 
-    @app.get("/api/calls/{call_id}")
-    def get_call(call_id: str) -> dict[str, Any]:
+    @app.get("/api/calls/{call_id}", responses={401: {"description": "no login and no valid link token"},
+                                                403: {"description": "not a call this agent may see"}})
+    def get_call(call_id: str, request: Request, token: str | None = Query(None, max_length=200)) -> dict[str, Any]:
+        """One call's record.  ``token`` is the signed, expiring link a SIP transfer carries: it
+        opens this one call without a login."""
         if store is None:
             raise HTTPException(503, "call records are not enabled")
+        principal = None if token else optional_principal(request)
+        if token is not None and not links.verify(token, call_id):
+            raise HTTPException(401, "the link is invalid or has expired")
+        if token is None and principal is None:
+            raise HTTPException(401, "login required", headers={"WWW-Authenticate": "Bearer"})
         record = store.get_call(call_id)
         if record is None:
             raise HTTPException(404, "no such call")
+        if principal is not None and not may_see(principal, record):
+            board = app.state.switchboard
+            if board is None or not board.offered_to(principal.id, call_id):
+                raise HTTPException(403, "not a call you were offered or took")
         return record
+
+    def optional_principal(request: Request) -> Principal | None:
+        header = request.headers.get("authorization", "")
+        bearer = (HTTPAuthorizationCredentials(scheme="Bearer", credentials=header[7:].strip())
+                  if header[:7].lower() == "bearer " else None)
+        try:
+            return current(request, bearer, request.cookies.get(SESSION_COOKIE))
+        except HTTPException:
+            return None
 
     @app.post("/api/offer")
     async def offer(body: Offer) -> dict[str, Any]:
         """WebRTC signalling: the browser's SDP offer in, the answer (and the call id) out."""
         if calls is None:
             raise HTTPException(503, "voice calls are not enabled on this server")
-        from voicebot.pipeline.service import CallLimit
-        from voicebot.webrtc import WebRtcCallerLeg
-
         leg = WebRtcCallerLeg()
         try:
             answer = await leg.accept(body.sdp, body.type)
@@ -175,7 +236,7 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
             await leg.close("bad_offer")
             raise HTTPException(400, f"cannot accept this offer: {exc}") from None
         try:
-            call_id = calls.start(leg, channel="webrtc", caller="browser")
+            call_id = calls.start(CallerLeg(leg, "webrtc", "browser"))
         except CallLimit as exc:
             await leg.close("busy")
             raise HTTPException(503, str(exc), headers={"Retry-After": "10"}) from None
@@ -185,4 +246,31 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
     def caller_page() -> FileResponse:
         return FileResponse(STATIC / "caller.html")
 
+    @app.get("/agent", include_in_schema=False)
+    def agent_page() -> FileResponse:
+        """The desktop's shell: a login form until /api/me says who is there; no data in it."""
+        return FileResponse(STATIC / "agent.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static_file(name: str) -> FileResponse:
+        if name not in PUBLIC_STATIC:
+            raise HTTPException(404, "no such file")
+        return FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+    @app.websocket("/api/desk")
+    async def desk_ws(websocket: WebSocket) -> None:
+        await desk_socket(websocket, logins, desk, app.state.switchboard,
+                          settings.dispositions if settings else [])
+
+    @guarded.get("/openapi.json", include_in_schema=False)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @guarded.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="voicebot API")
+
+    if acd is not None and store is not None:
+        guarded.include_router(acd_router(acd, store, lambda: app.state.switchboard, directory))
+    app.include_router(guarded)
     return app

@@ -1,0 +1,447 @@
+"""The call: one owner for a call's legs (the caller's stream, the bot's pipeline, an agent's
+stream) and its state, written down at every transition.
+
+A call's life, as a table (the h11 way): the state it is in, what happens, where it goes.
+Anything not in the table is a bug and is logged, never acted on silently.
+
+    ivr        --bot hangs up / caller leaves-->  ended
+    ivr        --transfer to an ACD queue------>  queued
+    ivr        --transfer to a SIP target------>  transferred_out
+    queued     --an agent is offered it-------->  offered
+    queued     --caller leaves----------------->  abandoned
+    queued     --leaves the queue (timeout,----->  ivr        (the bot takes it back)
+                 key, full, empty)
+    offered    --offer withdrawn--------------->  queued
+    offered    --accepted---------------------->  connected
+    offered    --caller leaves----------------->  abandoned
+    connected  --either side hangs up---------->  wrap_up
+    connected  --agent transfers--------------->  queued
+    wrap_up    --wrap-up ends------------------>  ended
+    transferred_out --target failed, kept------>  ivr
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any, Union
+
+from voicebot.backends import Backend
+from voicebot.conversation import Conversation
+from voicebot.domain_reload import DomainRegistry
+from voicebot.hold import HoldPlayer, MusicOnHold, announcement_text
+from voicebot.legs import CallerLeg, OutsideTransfers
+from voicebot.media import AudioChunk, Dtmf, EdgeStream
+from voicebot.nlu.dialog import Dialog, DialogContext, Event, Transfer, TransferFailed
+from voicebot.pipeline.call import Engines, run_bot
+from voicebot.pipeline.latency import CALLS
+from voicebot.pipeline.transcriber import LegTranscriber
+from voicebot.records.store import RecordStore
+
+if TYPE_CHECKING:
+    from voicebot.switchboard import Switchboard
+
+log = logging.getLogger(__name__)
+
+TRANSITIONS: dict[str, set[str]] = {
+    "ivr": {"ended", "queued", "transferred_out"},
+    "queued": {"offered", "abandoned", "ivr", "queued"},
+    "offered": {"queued", "connected", "abandoned", "offered"},
+    "connected": {"wrap_up", "queued"},
+    "wrap_up": {"ended"},
+    "transferred_out": {"ivr"},
+    "ended": set(),
+    "abandoned": set(),
+}
+QUEUE_WELCOME = "Please stay on the line; the next available member of our team will be with you shortly."
+
+
+class CallLimit(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- what the switchboard tells a call
+
+
+@dataclass(frozen=True)
+class Offered:
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class OfferWithdrawn:
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class Connect:
+    agent_id: str
+    leg: EdgeStream
+    hang_up: Any  # Callable[[str], Awaitable[None]]: ends the agent's leg
+
+
+@dataclass(frozen=True)
+class AnnounceMsg:
+    position: int
+    estimated_wait_s: float | None
+
+
+@dataclass(frozen=True)
+class LeftQueue:
+    reason: str  # timeout | key | full | empty | joinempty
+
+
+@dataclass(frozen=True)
+class MovedQueue:
+    queue: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CallerGone:
+    pass
+
+
+Message = Union[Offered, OfferWithdrawn, Connect, AnnounceMsg, LeftQueue, MovedQueue, CallerGone]
+
+
+class Call:
+    def __init__(self, service: CallService, leg: CallerLeg, call_id: str, dialog: Dialog) -> None:
+        self.service = service
+        self.leg = leg
+        self.id = call_id
+        self.dialog = dialog
+        self.state = "ivr"
+        self.queue: str | None = None
+        self.agent_id: str | None = None
+        self.transfer: Transfer | None = None
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.conversation: Conversation | None = None
+        self._agent_hang_up: Any = None
+        self._hold: HoldPlayer | None = None
+        self._stop_reason: str | None = None  # why the agent side ended the conversation (hangup | transfer)
+        leg.stream.retain = lambda _reason: True  # the call, not the pipeline, says when the line is freed
+
+    @property
+    def store(self) -> RecordStore:
+        return self.service.store
+
+    @property
+    def caller_gone(self) -> bool:
+        return self.leg.stream.released
+
+    def to(self, state: str, **fields: Any) -> None:
+        """One transition, checked against the table and written to the record."""
+        if state not in TRANSITIONS.get(self.state, set()):
+            log.error("call %s: no transition %s → %s; ignored", self.id, self.state, state)
+            return
+        self.state = state
+        self.store.set_state(self.id, state, **fields)
+
+    # ------------------------------------------------------------------ the whole life
+
+    async def run(self) -> None:
+        first: Event | None = None
+        try:
+            while True:
+                end = await self._bot(first)
+                if self.caller_gone or end.kind == "caller_left":
+                    self._close("ended", "caller_hung_up")
+                    return
+                if end.kind != "transfer" or end.transfer is None:
+                    await self.leg.end(end.reason or end.kind)
+                    self._close("ended", end.outcome)
+                    return
+                self.transfer = end.transfer
+                outside = self.service.outside
+                if outside is not None and outside.handles(end.transfer.queue, self.leg):
+                    first = await self._transfer_out(outside, end.transfer)
+                else:
+                    first = await self._wait_for_agent(end.transfer)
+                if first is None:
+                    return
+        except asyncio.CancelledError:
+            await self.leg.end("shutdown")
+            self._close("ended", "shutdown")
+            raise
+        except Exception:
+            log.exception("call %s failed", self.id)
+            await self.leg.end("error")
+            self._close("ended", "error")
+
+    def _close(self, state: str, outcome: str) -> None:
+        if self.state in ("ended", "abandoned"):
+            return
+        CALLS.labels(outcome).inc()
+        self.state = state
+        self.store.close_call(self.id, state, outcome)
+
+    async def _bot(self, first: Event | None) -> Any:
+        stream = self.leg.stream
+        if stream.closed and not stream.released:
+            stream.reopen()
+        if self.state != "ivr":
+            self.to("ivr")
+        service = self.service
+        return await run_bot(stream, engines=service.engines, backend=service.backend, store=service.store,
+                             call_id=self.id, dialog=self.dialog, first_event=first)
+
+    # ------------------------------------------------------------------ out of voicebot
+
+    async def _transfer_out(self, outside: OutsideTransfers, transfer: Transfer) -> Event | None:
+        self.to("transferred_out")
+        stream = self.leg.stream
+        if stream.closed and not stream.released:
+            stream.reopen()
+        headers = self.service.handoff_headers(self.id)
+        result = await outside.transfer(self.leg, transfer.queue, headers,
+                                        lambda: self.store.event(self.id, "transfer_connected", {"queue": transfer.queue}))
+        for detail in result.details:
+            self.store.event(self.id, "sip_transfer", detail)
+        if result.kept and not self.caller_gone:
+            self.store.event(self.id, "transfer_failed", {"queue": transfer.queue, "status": result.target_status})
+            return TransferFailed(transfer.queue, result.target_status)
+        await self.leg.end(result.end_reason or "transferred")
+        CALLS.labels("transferred_out").inc()
+        self.store.close_call(self.id, "transferred_out", "transferred_out")
+        return None
+
+    # ------------------------------------------------------------------ the ACD
+
+    async def _wait_for_agent(self, transfer: Transfer) -> Event | None:
+        board = self.service.switchboard
+        if board is None:  # no ACD in this process: the record says where the caller wanted to go
+            await self.leg.end("no_acd")
+            self._close("ended", "transferred")
+            return None
+        stream = self.leg.stream
+        if stream.closed and not stream.released:
+            stream.reopen()
+        self.queue = transfer.queue
+        self.to("queued", queue=transfer.queue)
+        reader = asyncio.create_task(self._listen_while_waiting(), name=f"wait-{self.id[:8]}")
+        self._hold = HoldPlayer(self.service.music, stream)
+        self._hold.start()
+        asyncio.create_task(self._say(self.service.queue_welcome(self.dialog)))
+        board.enqueue(self, transfer)
+        try:
+            while True:
+                message = await self.inbox.get()
+                if isinstance(message, CallerGone):
+                    board.caller_left(self)
+                    if self.state in ("queued", "offered"):
+                        self._close("abandoned", "abandoned")
+                    return None
+                if isinstance(message, Offered):
+                    self.to("offered", agent=message.agent_id)
+                elif isinstance(message, OfferWithdrawn):
+                    if self.state == "offered":
+                        self.to("queued")
+                elif isinstance(message, AnnounceMsg):
+                    asyncio.create_task(self._say(announcement_text(message.position, message.estimated_wait_s)))
+                elif isinstance(message, MovedQueue):
+                    self.queue = message.queue
+                    if self.state == "offered":
+                        self.to("queued")
+                    self.store.set_queue(self.id, message.queue)
+                    self.store.event(self.id, "queue_moved", {"queue": message.queue, "reason": message.reason})
+                elif isinstance(message, LeftQueue):
+                    self.store.event(self.id, "left_queue", {"queue": self.queue, "reason": message.reason})
+                    await self._stop_waiting(reader)
+                    return TransferFailed(self.queue or transfer.queue, None)
+                elif isinstance(message, Connect):
+                    await self._stop_waiting(reader)
+                    if self.caller_gone:  # hung up the moment the agent answered
+                        await message.hang_up("caller_left")
+                        board.caller_left(self)
+                        self._close("abandoned", "abandoned")
+                        return None
+                    transferred = await self._talk(message)
+                    if not transferred:
+                        return None
+                    reader = asyncio.create_task(self._listen_while_waiting())
+                    self._hold = HoldPlayer(self.service.music, stream)
+                    self._hold.start()
+        finally:
+            await self._stop_waiting(reader)
+
+    async def _stop_waiting(self, reader: asyncio.Task[None]) -> None:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        if self._hold is not None:
+            await self._hold.stop()
+            self._hold = None
+
+    async def _listen_while_waiting(self) -> None:
+        """Keys still reach the call while it waits; the caller leaving ends the wait."""
+        board = self.service.switchboard
+        async for event in self.leg.stream.events():
+            if isinstance(event, Dtmf) and board is not None:
+                self.store.add_turn(self.id, "caller", f"[DTMF {event.digit}]", started_at=time.time(),
+                                    ended_at=time.time())
+                board.key(self, event.digit)
+        if self.caller_gone:
+            self.inbox.put_nowait(CallerGone())
+
+    async def _say(self, text: str) -> None:
+        """A prompt in the bot's voice over the hold music; never fails the call."""
+        hold = self._hold
+        if hold is None or not text:
+            return
+        try:
+            rate = self.leg.stream.output_sample_rate
+            pcm = b"".join([chunk async for chunk in self.service.engines.tts.stream(text, rate)])
+            if self._hold is hold:
+                self.store.add_turn(self.id, "bot", text, started_at=time.time())
+                await hold.say(pcm, rate)
+        except Exception:
+            log.exception("call %s: announcement failed", self.id)
+
+    # ------------------------------------------------------------------ with an agent
+
+    async def _talk(self, connect: Connect) -> bool:
+        """Caller and agent until one hangs up; True when the agent transferred the call on."""
+        board = self.service.switchboard
+        assert board is not None
+        self.agent_id = connect.agent_id
+        self._agent_hang_up = connect.hang_up
+        self._stop_reason = None
+        self.to("connected", agent=connect.agent_id)
+        engines = self.service.engines
+
+        def on_text(speaker: str, text: str, started: float, ended: float) -> None:
+            agent = self.agent_id if speaker == "agent" else None
+            self.store.add_turn(self.id, speaker, text, started_at=started, ended_at=ended, agent=agent)
+            board.transcript(self, {"speaker": speaker, "text": text, "at": started, "agent": agent})
+
+        caller_ears = LegTranscriber(engines.asr, engines.scorer(), "caller", on_text)
+        agent_ears = LegTranscriber(engines.asr, engines.scorer(), "agent", on_text)
+        workers = [asyncio.create_task(caller_ears.run()), asyncio.create_task(agent_ears.run())]
+        self.conversation = Conversation(self.leg.stream, connect.leg, caller_ears.feed, agent_ears.feed)
+        started = time.monotonic()
+        try:
+            ended_by = await self.conversation.run()
+        finally:
+            for ears in (caller_ears, agent_ears):
+                await ears.aclose()
+            await asyncio.gather(*workers, return_exceptions=True)
+            if self._hold is not None:
+                await self._hold.stop()
+                self._hold = None
+        talk_s = round(time.monotonic() - started, 1)
+        await connect.hang_up("call_over")
+        self.conversation = None
+        if self._stop_reason == "transfer" and not self.caller_gone:
+            self.store.event(self.id, "agent_transfer", {"agent": connect.agent_id, "talk_s": talk_s})
+            self.agent_id = None
+            self.to("queued")
+            return True
+        if ended_by == "caller" or self.caller_gone:
+            board.caller_left(self)
+            by = "caller"
+        else:
+            board.agent_hung_up(self)
+            await self.leg.end("agent_hung_up")
+            by = "agent"
+        self.store.event(self.id, "agent_call_ended", {"agent": connect.agent_id, "by": by, "talk_s": talk_s})
+        CALLS.labels(f"{by}_ended_with_agent").inc()
+        self.state = "wrap_up"
+        self.store.close_call(self.id, "wrap_up", "answered")
+        return False
+
+    # ------------------------------------------------------------------ the agent's buttons
+
+    async def hold(self, on: bool) -> bool:
+        if self.conversation is None:
+            return False
+        self.conversation.held = on
+        if on and self._hold is None:
+            self._hold = HoldPlayer(self.service.music, self.leg.stream)
+            self._hold.start()
+        elif not on and self._hold is not None:
+            await self._hold.stop()
+            self._hold = None
+        self.store.event(self.id, "hold" if on else "unhold", {"agent": self.agent_id})
+        return True
+
+    def mute(self, on: bool) -> bool:
+        if self.conversation is None:
+            return False
+        self.conversation.muted = on
+        self.store.event(self.id, "mute" if on else "unmute", {"agent": self.agent_id})
+        return True
+
+    async def keys(self, digits: str) -> int:
+        if self.conversation is None:
+            return 0
+        sent = await self.conversation.send_keys(digits)
+        self.store.event(self.id, "agent_keys", {"agent": self.agent_id, "count": sent})  # the digits stay out of records
+        return sent
+
+    def end_by_agent(self, why: str = "hangup") -> bool:
+        if self.conversation is None:
+            return False
+        self._stop_reason = why
+        self.conversation.stop()
+        return True
+
+
+class CallService:
+    """Every call in progress: starts each one and keeps count against ``max_calls``."""
+
+    def __init__(self, engines: Engines, registry: DomainRegistry, backend: Backend, store: RecordStore,
+                 max_calls: int = 20, *, outside: OutsideTransfers | None = None, music: MusicOnHold | None = None,
+                 context_url: Any = None) -> None:
+        self.engines = engines
+        self.registry = registry
+        self.backend = backend
+        self.store = store
+        self.max_calls = max_calls
+        self.outside = outside
+        self.music = music or MusicOnHold.from_folder(None)
+        self.switchboard: Switchboard | None = None
+        self.context_url = context_url or (lambda call_id: f"/api/calls/{call_id}")
+        self.calls: dict[str, Call] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def active(self) -> dict[str, asyncio.Task[None]]:
+        return self.tasks
+
+    def start(self, leg: CallerLeg) -> str:
+        """Start a call; the record exists as soon as this returns."""
+        if len(self.tasks) >= self.max_calls:
+            raise CallLimit(f"{self.max_calls} calls in progress")
+        domain = self.registry.current
+        call_id = self.store.start_call(leg.channel, leg.caller, domain.name)
+        if leg.details:
+            self.store.event(call_id, f"{leg.channel}_call", leg.details)
+        dialog = Dialog(domain, DialogContext(caller_number=leg.caller, channel=leg.channel, today=date.today()))
+        call = Call(self, leg, call_id, dialog)
+        self.calls[call_id] = call
+        task = asyncio.create_task(call.run(), name=f"call-{call_id[:8]}")
+        self.tasks[call_id] = task
+
+        def done(_task: asyncio.Task[None]) -> None:
+            self.tasks.pop(call_id, None)
+            self.calls.pop(call_id, None)
+
+        task.add_done_callback(done)
+        return call_id
+
+    def handoff_headers(self, call_id: str) -> list[tuple[str, str]]:
+        from voicebot.handoff.context import build_context, handoff_headers
+
+        record = self.store.get_call(call_id) or {"id": call_id}
+        return handoff_headers(build_context(record, time.time()), self.context_url(call_id))
+
+    def queue_welcome(self, dialog: Dialog) -> str:
+        return dialog.domain.spec.prompts.get("queue_welcome", QUEUE_WELCOME)
+
+    async def shutdown(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
