@@ -62,7 +62,8 @@ def test_a_day_of_calls_balances() -> None:
     rows = [
         _ev(0, "NONE", "NONE", ql.AGENTLOGIN, "alice"),
         _ev(1, "a", "general", ql.ENTERQUEUE), _ev(2, "a", "general", ql.RINGNOANSWER, "bob", "15000"),
-        _ev(3, "a", "general", ql.CONNECT, "alice", "2", "leg", "1"), _ev(9, "a", "general", ql.COMPLETECALLER, "alice"),
+        _ev(3, "a", "general", ql.CONNECT, "alice", "2", "leg", "1"),
+        _ev(9, "a", "general", ql.COMPLETECALLER, "alice"),
         _ev(1, "b", "general", ql.ENTERQUEUE), _ev(4, "b", "general", ql.ABANDON, "NONE", "1", "2", "3"),
         _ev(1, "c", "general", ql.ENTERQUEUE), _ev(30, "c", "general", ql.EXITWITHTIMEOUT),
         _ev(1, "d", "general", ql.ENTERQUEUE), _ev(5, "d", "general", ql.EXITWITHKEY, "NONE", "1"),

@@ -1,10 +1,13 @@
 """What the end-to-end SIP tests share: a real `voicebot serve` in a subprocess, free ports,
-the record API, SIPp runs, and baresip driven over its ctrl_tcp interface."""
+the record API, SIPp runs, and baresip driven over its ctrl_tcp interface; and for in-process
+tests, a SIP phone made of raw UDP sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -17,6 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from voicebot.sip.dialog import response_to
+from voicebot.sip.message import SipRequest, SipResponse, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "sip" / "scenarios"
@@ -194,3 +200,88 @@ def tone_seconds(samples: np.ndarray, rate: int, hz: float, tolerance: float = 3
 def phone_messages(folder: Path, phone: subprocess.Popen[str]) -> str:
     """The SIP messages a SIPp phone saw (its -trace_msg log)."""
     return next(folder.glob(f"*_{phone.pid}_messages.log")).read_text(errors="replace")
+
+
+class RawPhone:
+    """A SIP phone made of two UDP sockets (signalling, media) for in-process tests: it sends
+    what the test says, answers as told, and keeps every message it got."""
+
+    def __init__(self) -> None:
+        self.sock, self.media = _udp(), _udp()
+        self.port = self.sock.getsockname()[1]
+        self.media_port = self.media.getsockname()[1]
+        self.requests: list[SipRequest] = []
+        self.responses: list[SipResponse] = []
+
+    async def next(self, method: str, timeout: float = 5.0) -> tuple[SipRequest, tuple[str, int]]:
+        """The next request of ``method`` (others are kept, and skipped)."""
+        message, addr = await self._next(lambda m: isinstance(m, SipRequest) and m.method == method, timeout)
+        assert isinstance(message, SipRequest)
+        return message, addr
+
+    async def response(self, method: str, timeout: float = 5.0) -> SipResponse:
+        """The next final response to a request of ``method``."""
+        message, _ = await self._next(lambda m: isinstance(m, SipResponse) and m.cseq[1] == method and m.status >= 200,
+                                      timeout)
+        assert isinstance(message, SipResponse)
+        return message
+
+    def answer(self, request: SipRequest, status: int, addr: tuple[str, int], tag: str = "phone",
+               sdp: bool = False) -> None:
+        """Respond; a 2xx to an INVITE with a Contact and, with ``sdp``, media on ``media_port``."""
+        body = self.sdp().encode() if sdp else b""
+        response = response_to(request, status, to_tag=tag, body=body,
+                               content_type="application/sdp" if sdp else None)
+        if 200 <= status < 300 and request.method == "INVITE":
+            response.headers.add("Contact", f"<sip:phone@127.0.0.1:{self.port}>")
+        self.sock.sendto(response.encode(), addr)
+
+    def send(self, method: str, addr: tuple[str, int], call_id: str, from_: str, to: str, cseq: int,
+             body: bytes = b"", extra: list[tuple[str, str]] | None = None) -> None:
+        """A request in an existing dialog: ``from_`` is our side (tag included), ``to`` theirs."""
+        request = SipRequest(method, f"sip:voicebot@{addr[0]}:{addr[1]}")
+        request.headers.add("Via", f"SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{secrets.token_hex(6)}")
+        for name, value in [("Max-Forwards", "70"), ("From", from_), ("To", to), ("Call-ID", call_id),
+                            ("CSeq", f"{cseq} {method}"), *(extra or [])]:
+            request.headers.add(name, value)
+        request.body = body
+        self.sock.sendto(request.encode(), addr)
+
+    def sdp(self) -> str:
+        return (f"v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                f"m=audio {self.media_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n")
+
+    def media_packets(self) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(self.media.recv(2048))
+            except BlockingIOError:
+                return out
+
+    def close(self) -> None:
+        self.sock.close()
+        self.media.close()
+
+    async def _next(self, wanted, timeout: float):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except BlockingIOError:
+                await asyncio.sleep(0.02)
+                continue
+            message = parse(data)
+            (self.requests if isinstance(message, SipRequest) else self.responses).append(message)  # type: ignore[arg-type]
+            if wanted(message):
+                return message, addr
+        raise AssertionError(f"nothing wanted reached the phone; got {[r.method for r in self.requests]} and "
+                             f"{[(r.status, r.cseq[1]) for r in self.responses]}")
+
+
+def _udp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    return sock

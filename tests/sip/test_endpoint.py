@@ -1,6 +1,6 @@
 """The endpoint over real UDP on 127.0.0.1, with raw datagrams: hostile and odd input gets a
-protocol answer or is dropped, and the endpoint keeps serving.  The call pipeline is not under
-test here: started calls are only recorded."""
+protocol answer or is dropped, and the endpoint keeps serving.  The call's owner is not under
+test here: started calls (their ``CallerLeg``) are only recorded."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import socket
 
 import pytest
 
-from voicebot.sip.endpoint import SipConfig, SipEndpoint
+from voicebot.legs import CallerLeg
+from voicebot.sip.config import SipConfig
 from voicebot.sip.dialog import response_to
+from voicebot.sip.endpoint import SipEndpoint
 from voicebot.sip.message import SipResponse, parse
 
 SDP = ("v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -53,14 +55,17 @@ class Peer:
 @pytest.fixture
 async def endpoint():
     started: list[tuple[str, str]] = []
+    legs: list[CallerLeg] = []
 
-    def start_call(stream, channel: str, caller: str) -> str:  # type: ignore[no-untyped-def]
-        started.append((channel, caller))
+    def start_call(leg: CallerLeg) -> str:
+        started.append((leg.channel, leg.caller))
+        legs.append(leg)
         return f"call-{len(started)}"
 
     ep = SipEndpoint(SipConfig(port=0, max_calls=3), start_call)
     await ep.start()
     ep.started = started  # type: ignore[attr-defined]
+    ep.legs = legs  # type: ignore[attr-defined]
     yield ep
     await ep.stop()
 
@@ -79,6 +84,10 @@ async def test_invite_is_answered_with_sdp_and_ack_starts_the_call(endpoint) -> 
                     b"CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
     await asyncio.sleep(0.2)
     assert endpoint.started == [("sip", "+1555")]
+    [leg] = endpoint.legs
+    assert leg.stream is endpoint.calls["a1"].rtp and endpoint.calls["a1"].record_id == "call-1"
+    assert leg.details == {"trunk": "allowed", "source": f"127.0.0.1:{peer.sock.getsockname()[1]}",
+                           "sip_call_id": "a1", "from": "<sip:+1555@127.0.0.1>;tag=ta1"}
 
 
 @pytest.mark.parametrize("data, status", [
@@ -135,7 +144,7 @@ async def test_retransmitted_invite_is_absorbed(endpoint) -> None:
 
 
 async def test_sources_outside_the_allow_list_get_403() -> None:
-    ep = SipEndpoint(SipConfig(port=0, allowed_networks=["10.9.9.0/24"]), lambda *a: "x")
+    ep = SipEndpoint(SipConfig(port=0, allowed_networks=["10.9.9.0/24"]), lambda leg: "x")
     await ep.start()
     try:
         peer = Peer(ep.config.port)
@@ -149,7 +158,7 @@ async def test_digest_authentication_for_callers_off_the_allow_list() -> None:
     from voicebot.sip.auth import digest_response, parse_digest
 
     ep = SipEndpoint(SipConfig(port=0, allowed_networks=["10.9.9.0/24"], credentials={"trunk1": "s3cret"}),
-                     lambda *a: "x")
+                     lambda leg: "x")
     await ep.start()
     try:
         peer = Peer(ep.config.port)
@@ -174,7 +183,7 @@ async def test_digest_authentication_for_callers_off_the_allow_list() -> None:
 
 
 async def test_call_setup_rate_limit() -> None:
-    ep = SipEndpoint(SipConfig(port=0, max_setups_per_s=2, max_calls=50), lambda *a: "x")
+    ep = SipEndpoint(SipConfig(port=0, max_setups_per_s=2, max_calls=50), lambda leg: "x")
     await ep.start()
     try:
         peer = Peer(ep.config.port)
@@ -241,8 +250,8 @@ async def test_delayed_offer_without_an_answer_in_the_ack_is_hung_up(endpoint) -
 
 
 async def test_our_bye_is_retransmitted_until_answered() -> None:
-    def start_call(stream, channel: str, caller: str) -> str:  # type: ignore[no-untyped-def]
-        asyncio.get_running_loop().call_later(0.1, lambda: asyncio.ensure_future(stream.close("hangup:completed")))
+    def start_call(leg: CallerLeg) -> str:  # the owner hangs up a moment later
+        asyncio.get_running_loop().call_later(0.1, lambda: asyncio.ensure_future(leg.end("hangup:completed")))
         return "call-bye"
 
     ep = SipEndpoint(SipConfig(port=0), start_call)
@@ -259,5 +268,58 @@ async def test_our_bye_is_retransmitted_until_answered() -> None:
         peer.sock.sendto(response_to(byes[0], 200).encode(), ("127.0.0.1", ep.config.port))
         await asyncio.sleep(1.2)
         assert not [d for d in waiting(peer.sock) if d.startswith(b"BYE ")]  # answered: no more
+    finally:
+        await ep.stop()
+
+
+async def test_hang_up_frees_the_media_and_is_idempotent(endpoint) -> None:
+    peer = Peer(endpoint.config.port)
+    await peer.send(invite("h1"))
+    await peer.responses(0.3)
+    await peer.send(ack("h1"))
+    await asyncio.sleep(0.2)
+    [leg] = endpoint.legs
+    await leg.end("hangup:completed")
+    await leg.end("again")
+    await asyncio.sleep(0.2)
+    byes = [parse(d) for d in waiting(peer.sock) if d.startswith(b"BYE ")]
+    assert len({b.cseq for b in byes}) == 1 and leg.stream.released and "h1" not in endpoint.calls
+
+
+async def test_the_callers_bye_ends_the_owners_stream_even_a_retained_one(endpoint) -> None:
+    peer = Peer(endpoint.config.port)
+    await peer.send(invite("h2"))
+    await peer.responses(0.3)
+    await peer.send(ack("h2"))
+    await asyncio.sleep(0.2)
+    [leg] = endpoint.legs
+    leg.stream.retain = lambda reason: True  # the owner keeps the media for a transfer
+    reader = asyncio.ensure_future(leg.stream.wait_closed())
+    await peer.send(b"BYE sip:voicebot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKbyeh2\r\n"
+                    b"From: <sip:+1555@127.0.0.1>;tag=th2\r\nTo: <sip:bank@127.0.0.1>;tag=x\r\nCall-ID: h2\r\n"
+                    b"CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
+    assert [r.status for r in await peer.responses(0.3) if r.cseq[1] == "BYE"] == [200]
+    await asyncio.wait_for(reader, 1)
+    assert leg.stream.close_reason == "caller_bye" and leg.stream.released and "h2" not in endpoint.calls
+
+
+async def test_a_call_nobody_can_take_is_hung_up_not_left_silent() -> None:
+    class NoCapacity(Exception):
+        pass
+
+    def start_call(leg: CallerLeg) -> str:
+        raise NoCapacity("all bots busy")
+
+    ep = SipEndpoint(SipConfig(port=0), start_call)
+    await ep.start()
+    try:
+        peer = Peer(ep.config.port)
+        await peer.send(invite("nc1"))
+        await peer.responses(0.3)
+        await peer.send(ack("nc1"))
+        await asyncio.sleep(0.3)
+        byes = [parse(d) for d in waiting(peer.sock) if d.startswith(b"BYE ")]
+        assert byes and 'text="no_capacity"' in (byes[0].headers.get("Reason") or "")
+        assert "nc1" not in ep.calls
     finally:
         await ep.stop()

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tests.sip.test_endpoint import Peer
-from voicebot.sip.endpoint import SipConfig, SipEndpoint
+from voicebot.sip.config import SipConfig
+from voicebot.sip.endpoint import SipEndpoint
 from voicebot.sip.message import SipParseError, SipRequest, SipResponse, parse, parse_name_addr, parse_via
 from voicebot.sip.sdp import negotiate, parse_sdp, sdp_body
 
@@ -79,7 +80,7 @@ def test_responses_with_odd_reason_phrases() -> None:
 
 @pytest.fixture
 async def endpoint():
-    ep = SipEndpoint(SipConfig(port=0, max_calls=50, max_setups_per_s=100), lambda *args: "call")
+    ep = SipEndpoint(SipConfig(port=0, max_calls=50, max_setups_per_s=100), lambda leg: "call")
     await ep.start()
     yield ep
     await ep.stop()

@@ -226,8 +226,9 @@ class Acd:
                 out += self._caller_timers(c, now)
         return out + self._dispatch(now)
 
-    def next_deadline(self) -> float | None:
-        """When ``tick`` next has something to do (relax rules aside), for the glue's sleep."""
+    def next_deadline(self, now: float) -> float | None:
+        """When ``tick`` next has something to do, for the glue's sleep; ``now`` is the time of
+        the last ``handle``/``tick``, which already applied the relax rules due by then."""
         times: list[float] = []
         for c in self._callers.values():
             times += [deadline for _, deadline in c.offers.values()]
@@ -238,8 +239,9 @@ class Acd:
                 times.append(c.next_announce)
             if cfg.max_wait_s > 0:
                 times.append(c.joined_at + cfg.max_wait_s)
-            if self._overflow_target(c, cfg) is not None:
+            if c.state == "waiting" and self._overflow_target(c, cfg) is not None:
                 times.append(c.joined_at + cfg.overflow_after_s)
+            times += [c.joined_at + r.after_s for r in cfg.relax if c.joined_at + r.after_s > now]
         times += [a.wrap_until for a in self._agents.values() if a.state == "wrap_up" and a.wrap_until is not None]
         return min(times) if times else None
 
@@ -277,6 +279,10 @@ class Acd:
 
     def agents(self, now: float) -> list[AgentSnapshot]:
         return [self.agent(id, now) for id in self._agents]
+
+    def queue_config(self, name: str) -> QueueConfig:
+        """A queue's settings (defaults for one never configured)."""
+        return self._config_of(name)
 
     def call_queue(self, call_id: str) -> str | None:
         """The queue the call waits, rings or talks in; None once the ACD let it go."""
@@ -503,9 +509,11 @@ class Acd:
                 c.overflow_refused = True  # stays here rather than be turned away there
             else:
                 old = c.queue
-                out = [self._log(now, c.call_id, old, "NONE", "EXITWITHTIMEOUT", str(self._position(c)),
-                                 str(c.origposition), _whole(waited)),
-                       Moved(c.call_id, old, overflow, "overflow")]
+                out: list[AcdAction] = [
+                    self._log(now, c.call_id, old, "NONE", "EXITWITHTIMEOUT", str(self._position(c)),
+                              str(c.origposition), _whole(waited)),
+                    Moved(c.call_id, old, overflow, "overflow"),
+                ]
                 return out + self._join(c, overflow, now)
         if c.next_announce is not None and c.next_announce <= now:
             every = cfg.announce_every_s

@@ -115,23 +115,23 @@ def summarize(record: dict[str, Any]) -> str:
     caller = [t for t in record.get("turns", []) if t.get("speaker") == "caller"]
     parts: list[tuple[int, str]] = []  # (importance: lower is kept longer, phrase)
     asked = _asked(caller)
-    parts += [(0, phrase) for phrase in asked]
-    parts += [(3, phrase) for phrase in _given(_slots(record))]
-    parts += [(4, phrase) for phrase in _keyed(caller)]
+    parts += [(0 if n == 0 else 3, phrase) for n, phrase in enumerate(asked)]
+    parts += [(4, phrase) for phrase in _given(_slots(record))]
+    parts += [(5, phrase) for phrase in _keyed(caller)]
     misunderstood = sum(1 for t in caller if (t.get("rule") or "").startswith(("not_understood:", "out_of_scope:")))
     if misunderstood:
-        parts.append((5, "not understood " + ("once" if misunderstood == 1 else f"{misunderstood} times")))
+        parts.append((6, "not understood " + ("once" if misunderstood == 1 else f"{misunderstood} times")))
     if not asked:
         said = next((t["text"] for t in caller if t.get("text") and not _DTMF.match(t["text"])), None)
         if said:
-            parts.append((6, f'said "{_shorten(_mask_numbers(said), 60)}"'))
+            parts.append((3, f'said "{_shorten(_mask_numbers(said), 60)}"'))
     events = record.get("events", [])
     failed = list(dict.fromkeys(_words(str(e["data"].get("name", "")))
                                 for e in events if e.get("kind") == "lookup" and not e["data"].get("ok", True)))
     parts += [(2, f"lookup failed: {name}") for name in failed if name]
     for e in events:
         if e.get("kind") == "transfer_failed":
-            parts.append((5, f"transfer to {e['data'].get('queue', 'a queue')} failed"))
+            parts.append((6, f"transfer to {e['data'].get('queue', 'a queue')} failed"))
     transfer = _transfer(record)
     if transfer:
         reason = _words(str(transfer.get("reason") or ""))

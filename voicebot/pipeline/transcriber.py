@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 OnText = Callable[[str, str, float, float], None]  # (speaker, text, started_at_wall, ended_at_wall)
 
 
-class Recognizer(Protocol):
+class AsrEngine(Protocol):
     """What the transcriber needs of the shared ASR engine (``WhisperEngine``)."""
 
     async def transcribe(self, pcm: bytes, sample_rate: int) -> Transcript: ...
@@ -66,7 +66,7 @@ class TranscriberStats:
 class LegTranscriber:
     """Transcribes one direction of a bridged call, utterance by utterance."""
 
-    def __init__(self, asr: Recognizer, scorer: SpeechScorer, speaker: str, on_text: OnText,
+    def __init__(self, asr: AsrEngine, scorer: SpeechScorer, speaker: str, on_text: OnText,
                  end_of_turn_s: float = 0.5, *, max_queued: int = 16,
                  clock: Callable[[], float] = time.time) -> None:
         self.asr = asr
@@ -82,7 +82,7 @@ class LegTranscriber:
         self._resampler: soxr.ResampleStream | None = None
         self._input_rate = RATE
         self._fed = 0  # samples at 16 kHz handed to the segmenter
-        self._fed_at = 0.0  # wall clock when the last of them arrived
+        self._fed_at = 0.0  # wall clock when the last of them was heard
         self._onset = 0
         self._closing = False
         self._running = False
@@ -101,17 +101,17 @@ class LegTranscriber:
         lag = self._resampler.delay() / RATE if self._resampler is not None else 0.0  # still inside it
         self._segment(pcm16k, self._clock() - lag)
 
-    def _to_16k(self, samples: np.ndarray, sample_rate: int, last: bool = False) -> bytes:
+    def _to_16k(self, samples: np.ndarray, sample_rate: int) -> bytes:
         """Resampled as one stream (chunk by chunk resampling clicks at every 20 ms border)."""
         if sample_rate != self._input_rate:
             tail = self._drain_resampler()
             self._input_rate = sample_rate
             self._resampler = None if sample_rate == RATE else soxr.ResampleStream(sample_rate, RATE, 1, dtype="int16")
             if tail:
-                return tail + self._to_16k(samples, sample_rate, last)
+                return tail + self._to_16k(samples, sample_rate)
         if self._resampler is None:
             return samples.tobytes()
-        return self._resampler.resample_chunk(samples, last=last).tobytes()
+        return self._resampler.resample_chunk(samples).tobytes()
 
     def _drain_resampler(self) -> bytes:
         if self._resampler is None:
@@ -141,7 +141,8 @@ class LegTranscriber:
         self.stats.utterances += 1
         if self._queue.qsize() >= self.max_queued:
             self.stats.dropped += 1
-            log.warning("transcriber %s: %d utterances waiting for ASR; dropping one", self.speaker, self._queue.qsize())
+            log.warning("transcriber %s: %d utterances waiting for ASR; dropping one",
+                        self.speaker, self._queue.qsize())
             return
         self._queue.put_nowait(speech)
 

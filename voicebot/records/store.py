@@ -194,7 +194,8 @@ class RecordStore:
         are written with it, and all of it goes into the "state" event."""
         unknown = sorted(set(fields) - set(CALL_FIELDS))
         if unknown:
-            raise TypeError(f"set_state() got unexpected fields {', '.join(unknown)}; allowed: {', '.join(CALL_FIELDS)}")
+            raise TypeError(f"set_state() got unexpected fields {', '.join(unknown)};"
+                            f" allowed: {', '.join(CALL_FIELDS)}")
         names = ["state", *fields]
         self._write_all([
             (f"UPDATE calls SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
