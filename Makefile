@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 # Debian packages the tests drive as real clients and tools (installed only by `make test`);
 # the voice-path and SIP issues add espeak-ng, sox, sip-tester, baresip-core and chromium here.
-TEST_DEBS := espeak-ng sox chromium iproute2 sip-tester baresip-core
+TEST_DEBS := espeak-ng sox chromium iproute2 sip-tester baresip-core asterisk-moh-opsound-wav
 
 .PHONY: run test install test-deps bench-nlu clean
 

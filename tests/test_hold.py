@@ -156,8 +156,9 @@ def test_no_default_folder_falls_back_to_chimes(monkeypatch: pytest.MonkeyPatch,
     assert MusicOnHold.from_folder(None).generated
 
 
-@pytest.mark.skipif(not hold.DEFAULT_FOLDER.is_dir(), reason="asterisk-moh-opsound-wav is not installed")
 async def test_default_folder_is_asterisks_music() -> None:
+    # make test installs asterisk-moh-opsound-wav: missing here is a failure, not a skip
+    assert hold.DEFAULT_FOLDER.is_dir(), "asterisk-moh-opsound-wav is not installed"
     moh = MusicOnHold.from_folder(None)
     assert not moh.generated and len(moh.tracks) >= 1
     assert all(t.sample_rate == 8000 and t.duration_s > 30 for t in moh.tracks)

@@ -223,7 +223,7 @@ class Call:
         self.queue = transfer.queue
         self.to("queued", queue=transfer.queue)
         reader = asyncio.create_task(self._listen_while_waiting(), name=f"wait-{self.id[:8]}")
-        self._hold = HoldPlayer(self.service.music, stream)
+        self._hold = HoldPlayer(stream, self.service.music)
         self._hold.start()
         asyncio.create_task(self._say(self.service.queue_welcome(self.dialog)))
         board.enqueue(self, transfer)
@@ -263,7 +263,7 @@ class Call:
                     if not transferred:
                         return None
                     reader = asyncio.create_task(self._listen_while_waiting())
-                    self._hold = HoldPlayer(self.service.music, stream)
+                    self._hold = HoldPlayer(stream, self.service.music)
                     self._hold.start()
         finally:
             await self._stop_waiting(reader)
@@ -347,6 +347,7 @@ class Call:
             await self.leg.end("agent_hung_up")
             by = "agent"
         self.store.event(self.id, "agent_call_ended", {"agent": connect.agent_id, "by": by, "talk_s": talk_s})
+        board.call_ended(self, connect.agent_id, by)
         CALLS.labels(f"{by}_ended_with_agent").inc()
         self.state = "wrap_up"
         self.store.close_call(self.id, "wrap_up", "answered")
@@ -359,7 +360,7 @@ class Call:
             return False
         self.conversation.held = on
         if on and self._hold is None:
-            self._hold = HoldPlayer(self.service.music, self.leg.stream)
+            self._hold = HoldPlayer(self.leg.stream, self.service.music)
             self._hold.start()
         elif not on and self._hold is not None:
             await self._hold.stop()

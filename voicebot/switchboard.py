@@ -157,10 +157,20 @@ class Switchboard:
         self.handle(WrapUpDone(agent_id))
         return True
 
+    def call_ended(self, call: Call, agent_id: str, by: str) -> None:
+        self.desk.send(agent_id, {"type": "call_ended", "call_id": call.id, "by": by})
+
     def hello(self, agent_id: str) -> dict[str, Any]:
+        """What a desktop opening (or reopening mid-call) needs to show the agent where they are."""
         now = self.clock()
-        return desk_messages.hello(self.acd.agent(agent_id, now), self.acd.queues(now), self.dispositions,
-                                   self.not_ready_reasons)
+        agent = self.acd.agent(agent_id, now)
+        message = desk_messages.hello(agent, self.acd.queues(now), self.dispositions, self.not_ready_reasons)
+        message["in_state_s"] = round(max(0.0, now - agent.since), 1)
+        if agent.call_id is not None:
+            record = self.store.get_call(agent.call_id)
+            if record is not None:
+                message["context"] = context_json(build_context(record, now))
+        return message
 
     def offered_to(self, agent_id: str, call_id: str) -> bool:
         return (call_id, agent_id) in self._offers
