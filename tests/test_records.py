@@ -111,6 +111,7 @@ def test_a_call_through_the_acd_is_recorded_end_to_end() -> None:
     store.log_queue_event(LogEvent(1010.0, call, "disputes", "alice", "CONNECT", ("7", "leg-1", "2")))
     store.add_turn(call, "agent", "Hello, this is Alice from disputes.", 1011.0, agent="alice")
     store.add_turn(call, "caller", "There's a charge I don't recognise.", 1014.0)
+    store.add_turn(call, "agent", "Which charge is it?", 1013.0, agent="alice")  # transcribed late
     clock.now = 1100.0
     store.set_state(call, "wrap_up")
     store.log_queue_event(LogEvent(1100.0, call, "disputes", "alice", "COMPLETECALLER", ("7", "90", "1")))
@@ -124,12 +125,13 @@ def test_a_call_through_the_acd_is_recorded_end_to_end() -> None:
     assert (record["agent"], record["queue_name"], record["disposition"], record["notes"]) == (
         "alice", "disputes", "dispute_opened", "Card ending 4567, $42.10 at ACME")
     assert record["caller_name"] is None
-    assert [(t["speaker"], t["agent"]) for t in record["transcript"]] == [
-        ("caller", None), ("bot", None), ("agent", "alice"), ("caller", None)]
+    assert [(t["speaker"], t["agent"], t["at"]) for t in record["transcript"]] == [
+        ("caller", None, 1001.0), ("bot", None, 1002.0), ("agent", "alice", 1011.0), ("agent", "alice", 1013.0),
+        ("caller", None, 1014.0)]
     assert record["transcript"][0] == {"speaker": "caller", "text": "I want to dispute a charge", "at": 1001.0,
                                        "agent": None, "intent": "dispute_charge", "confidence": 0.93}
     assert [q["event"] for q in record["queue"]] == ["ENTERQUEUE", "CONNECT", "COMPLETECALLER"]
-    assert len(record["turns"]) == 4 and record["turns"][2]["agent"] == "alice"
+    assert [t["seq"] for t in record["turns"]] == [0, 1, 2, 3, 4] and record["turns"][2]["agent"] == "alice"
     states = [e["data"] for e in record["events"] if e["kind"] == "state"]
     assert states == [{"state": "queued", "queue": "disputes"}, {"state": "offered", "agent": "alice"},
                       {"state": "connected", "agent": "alice"}, {"state": "wrap_up"},
@@ -165,21 +167,59 @@ def test_close_call_writes_the_final_state_once() -> None:
     assert summary == {waiting: ("abandoned", "abandoned", 80.0), out: ("transferred_out", "transferred", 80.0)}
     assert [e["data"] for e in store.get_call(out)["events"] if e["kind"] == "state"] == [
         {"state": "transferred_out", "outcome": "transferred"}]
-    with pytest.raises(ValueError, match="closes as one of"):
-        store.close_call(out, "connected", "x")
+    with pytest.raises(ValueError, match="state is one of"):
+        store.close_call(out, "hung_up", "x")
+
+
+def test_the_caller_hangs_up_and_the_agent_wraps_up() -> None:
+    clock = Clock(10.0)
+    store = RecordStore(":memory:", clock=clock)
+    call = store.start_call("sip")
+    store.set_state(call, "connected", agent="alice", queue="general")
+    clock.now = 70.0
+    store.close_call(call, "wrap_up", "answered")  # the caller is gone; alice is still on the call's paperwork
+    record = store.get_call(call)
+    assert (record["state"], record["outcome"], record["ended_at"], record["agent"]) == (
+        "wrap_up", "answered", 70.0, "alice")
+    store.end_call(call, "bot_done")  # a late word from the bot changes nothing but the end time
+    assert store.get_call(call)["state"] == "wrap_up"
+    clock.now = 90.0
+    store.set_wrap_up(call, "alice", "resolved", "balance explained")
+    store.set_state(call, "ended")
+    record = store.get_call(call)
+    assert (record["state"], record["outcome"], record["disposition"], record["agent"]) == (
+        "ended", "answered", "resolved", "alice")
 
 
 def test_the_agent_and_queue_setters_and_their_checks() -> None:
     store = RecordStore(":memory:")
     call = store.start_call("sip", "+15550001111")
+    store.set_state(call, "queued", caller_name="Pat Doe")
     store.set_queue(call, "general")
     store.set_agent(call, "bob")
-    store.set_state(call, "queued", caller_name="Pat Doe")
     record = store.get_call(call)
     assert (record["queue_name"], record["agent"], record["caller_name"], record["state"]) == (
         "general", "bob", "Pat Doe", "queued")
     store.set_agent(call, None)
     assert store.get_call(call)["agent"] is None
+
+
+def test_a_missed_offer_leaves_no_agent_on_the_call() -> None:
+    store = RecordStore(":memory:")
+    call = store.start_call("sip")
+    store.set_state(call, "queued", queue="general")
+    store.set_state(call, "offered", agent="bob")
+    assert store.get_call(call)["agent"] == "bob"
+    store.set_state(call, "queued")  # bob did not answer
+    assert store.get_call(call)["agent"] is None and store.list_calls(agent="bob") == []
+    store.set_state(call, "offered", agent="alice")
+    store.set_state(call, "connected", agent="alice")
+    store.log_queue_event(LogEvent(5.0, call, "general", "alice", "CONNECT", ("9", "leg", "2")))
+    store.set_state(call, "queued", queue="cards")  # alice sends it on to the cards queue
+    record = store.get_call(call)
+    assert (record["agent"], record["queue_name"]) == (None, "cards")
+    assert [c["id"] for c in store.list_calls(agent="alice")] == [call]  # still among alice's calls
+    assert [e["data"] for e in record["events"] if e["kind"] == "state"][-1] == {"state": "queued", "queue": "cards"}
     with pytest.raises(TypeError, match="colour"):
         store.set_state(call, "connected", colour="red")
     with pytest.raises(ValueError, match="speaker"):

@@ -204,8 +204,7 @@ def cmd_queue_log(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.format == "asterisk":
-        for line in export_asterisk(rows):
-            print(line)
+        sys.stdout.writelines(export_asterisk(rows))
     else:
         for row in rows:
             print(json.dumps(row))

@@ -238,7 +238,7 @@ class Switchboard:
 
     def _wrap_up_s(self, call_id: str) -> float:
         record = self.store.get_call(call_id) or {}
-        queue = record.get("queue") or ""
+        queue = record.get("queue_name") or ""
         return self.acd.queue_config(queue).wrap_up_s
 
     def _offer_message(self, call_id: str, agent_id: str, queue: str, ring_s: float) -> dict[str, Any]:

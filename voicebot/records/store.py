@@ -191,15 +191,18 @@ class RecordStore:
 
     def set_state(self, call_id: str, state: str, **fields: str | None) -> None:
         """Move the call to ``state``; ``fields`` (any of CALL_FIELDS, e.g. ``agent``, ``queue``)
-        are written with it, and all of it goes into the "state" event."""
+        are written with it, and go into the "state" event.  A call back in 'queued' or 'ivr'
+        (a missed offer, an agent's transfer, a failed transfer) has no agent until one is
+        given again: an agent's past calls are found through the queue_log's CONNECT lines."""
         unknown = sorted(set(fields) - set(CALL_FIELDS))
         if unknown:
             raise TypeError(f"set_state() got unexpected fields {', '.join(unknown)};"
                             f" allowed: {', '.join(CALL_FIELDS)}")
-        names = ["state", *fields]
+        columns = {"state": state, **fields}
+        if state in ("queued", "ivr"):
+            columns.setdefault("agent", None)
         self._write_all([
-            (f"UPDATE calls SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
-             (state, *fields.values(), call_id)),
+            (f"UPDATE calls SET {', '.join(f'{n} = ?' for n in columns)} WHERE id = ?", (*columns.values(), call_id)),
             self._event_row(call_id, "state", {"state": state, **fields}),
         ])
 
@@ -236,10 +239,11 @@ class RecordStore:
         self.event(call_id, "call_ended", {"outcome": outcome})
 
     def close_call(self, call_id: str, state: str, outcome: str) -> None:
-        """The call is over, for its owner: end time, final state (one of FINAL_STATES) and
-        outcome (an outcome already written is kept) in one write."""
-        if state not in FINAL_STATES:
-            raise ValueError(f"a call closes as one of {', '.join(FINAL_STATES)}, not {state!r}")
+        """The caller's side of the call is over, for its owner: end time, state and outcome (an
+        outcome already written is kept) in one write.  The state is a final one, or 'wrap_up'
+        when the agent still has the call's paperwork to do (set_state moves it on)."""
+        if state not in CALL_STATES:
+            raise ValueError(f"a call's state is one of {', '.join(CALL_STATES)}, not {state!r}")
         self._write_all([
             ("UPDATE calls SET ended_at = ?, state = ?, outcome = COALESCE(outcome, ?) WHERE id = ?",
              (self.clock(), state, outcome, call_id)),
@@ -282,7 +286,8 @@ class RecordStore:
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         """The call with its ``turns`` and ``events`` as stored, its ``queue`` (queue_log
-        lines) and its ``transcript`` (every turn, caller, bot and agent, in order)."""
+        lines) and its ``transcript`` (every turn, caller, bot and agent, in the order they
+        began; turns written late, such as an agent leg's transcripts, fall into place)."""
         with self._lock:
             row = self._db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
             if row is None:
@@ -296,7 +301,8 @@ class RecordStore:
         call["events"] = [{"at": e["at"], "kind": e["kind"], "data": json.loads(e["data"])} for e in events]
         call["queue"] = [_queue_row(q) for q in queue]
         call["transcript"] = [{"speaker": t["speaker"], "text": t["text"], "at": t["started_at"], "agent": t["agent"],
-                               "intent": t["intent"], "confidence": t["confidence"]} for t in turns]
+                               "intent": t["intent"], "confidence": t["confidence"]}
+                              for t in sorted(turns, key=lambda t: (t["started_at"], t["seq"]))]
         return call
 
     def queue_log(self, since: float | None = None, until: float | None = None,
