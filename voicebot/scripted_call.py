@@ -91,6 +91,7 @@ class ScriptedCall(EdgeStream):
         self._bot_started_at: float | None = None  # start of the current bot utterance
         self._quiet_since = time.monotonic()
         self._pending_turn: TurnLatency | None = None
+        self._script: AsyncIterator[MediaEvent] | None = None
 
     # ------------------------------------------------------------ playout on the caller's clock
 
@@ -115,6 +116,21 @@ class ScriptedCall(EdgeStream):
     # ------------------------------------------------------------ MediaStream: input side
 
     async def events(self) -> AsyncIterator[MediaEvent]:
+        """The script goes on where the last reader left it: the bot, then the hold music, then
+        an agent each read part of one call."""
+        if self._script is None:
+            self._script = self._perform()
+        while not self.released:
+            try:
+                event = await self._script.__anext__()
+            except StopAsyncIteration:  # the script is over: the caller hangs up
+                await self.release()
+                return
+            yield event
+            if self.closed:
+                return
+
+    async def _perform(self) -> AsyncIterator[MediaEvent]:
         frame_bytes = self.input_rate * FRAME_MS // 1000 * 2
         silence = b"\0" * frame_bytes
         clock = time.monotonic()
@@ -129,11 +145,11 @@ class ScriptedCall(EdgeStream):
             return AudioChunk(pcm, self.input_rate)
 
         for step in self.script:
-            if self.closed:
+            if self.released:
                 return
             if isinstance(step, SpeakWhenBotTalks):
                 deadline = time.monotonic() + step.timeout_s
-                while not self.closed and time.monotonic() < deadline and not (
+                while not self.released and time.monotonic() < deadline and not (
                         self._bot_started_at is not None and time.monotonic() - self._bot_started_at >= step.after_s):
                     yield await tick()
                 step = step.speak
@@ -155,13 +171,13 @@ class ScriptedCall(EdgeStream):
                         yield await tick()
             elif isinstance(step, Pause):
                 for _ in range(int(step.seconds * 1000 / FRAME_MS)):
-                    if self.closed:
+                    if self.released:
                         return
                     yield await tick()
             elif isinstance(step, AwaitBot):
                 deadline = time.monotonic() + step.timeout_s
                 heard = False
-                while not self.closed and time.monotonic() < deadline:
+                while not self.released and time.monotonic() < deadline:
                     yield await tick()
                     talking = self._bot_started_at is not None or self.output.pending
                     heard = heard or talking
@@ -170,7 +186,7 @@ class ScriptedCall(EdgeStream):
                 for _ in range(int(step.then_s * 1000 / FRAME_MS)):
                     yield await tick()
         for _ in range(int(self.tail_s * 1000 / FRAME_MS)):
-            if self.closed:
+            if self.released:
                 return
             yield await tick()
 

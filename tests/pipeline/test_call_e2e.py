@@ -117,7 +117,7 @@ def test_speak_to_agent_transfers_with_transcript(engines, bank) -> None:
               AwaitBot()]
     call, record = run(engines, bank, script)
     assert record["transfer"] == {"queue": "general", "reason": "caller_request", "priority": 0, "skills": []}
-    assert record["state"] == "queued" and record["outcome"] == "transferred"
+    assert record["state"] == "ended" and record["outcome"] == "transferred"  # the bot alone: nobody queued it
     assert call.close_reason == "bot_transfer"
     texts = [t["text"] for t in record["turns"]]
     assert texts[0] == "Thank you for calling Example Bank."
