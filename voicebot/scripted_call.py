@@ -92,6 +92,7 @@ class ScriptedCall(EdgeStream):
         self._quiet_since = time.monotonic()
         self._pending_turn: TurnLatency | None = None
         self._script: AsyncIterator[MediaEvent] | None = None
+        self._next: asyncio.Future[MediaEvent] | None = None
 
     # ------------------------------------------------------------ playout on the caller's clock
 
@@ -121,11 +122,14 @@ class ScriptedCall(EdgeStream):
         if self._script is None:
             self._script = self._perform()
         while not self.released:
-            try:
-                event = await self._script.__anext__()
+            if self._next is None:
+                self._next = asyncio.ensure_future(self._script.__anext__())
+            try:  # a reader cancelled mid-step leaves the step to the next reader, not dead
+                event = await asyncio.shield(self._next)
             except StopAsyncIteration:  # the script is over: the caller hangs up
                 await self.release()
                 return
+            self._next = None
             yield event
             if self.closed:
                 return
