@@ -52,6 +52,16 @@ class Peer:
         return [msg for msg in map(parse, waiting(self.sock)) if isinstance(msg, SipResponse)]
 
 
+def finals(responses: list[SipResponse]) -> list[int]:
+    """The final statuses, each once: over UDP a final answer to an INVITE is retransmitted
+    every T1 until ACKed, and a slow test machine may wait long enough to see that."""
+    out: list[int] = []
+    for r in responses:
+        if r.status >= 200 and r.status not in out:
+            out.append(r.status)
+    return out
+
+
 @pytest.fixture
 async def endpoint():
     started: list[tuple[str, str]] = []
@@ -108,7 +118,7 @@ async def test_protocol_correct_rejections(endpoint, data: bytes, status: int) -
     peer = Peer(endpoint.config.port)
     await peer.send(data)
     responses = await peer.responses()
-    assert [r.status for r in responses if r.status >= 200] == [status], [r.status for r in responses]
+    assert finals(responses) == [status], [r.status for r in responses]
     assert endpoint.started == []
 
 
@@ -149,7 +159,7 @@ async def test_sources_outside_the_allow_list_get_403() -> None:
     try:
         peer = Peer(ep.config.port)
         await peer.send(invite("d1"))
-        assert [r.status for r in await peer.responses()] == [403]
+        assert finals(await peer.responses()) == [403]
     finally:
         await ep.stop()
 
@@ -177,7 +187,7 @@ async def test_digest_authentication_for_callers_off_the_allow_list() -> None:
         assert 200 in [r.status for r in await peer.responses()]
         wrong = header.replace(answer, "0" * 64)
         await peer.send(invite("e2", extra=wrong))
-        assert [r.status for r in await peer.responses() if r.status >= 200 and r.call_id == "e2"] == [403]
+        assert finals([r for r in await peer.responses() if r.call_id == "e2"]) == [403]
     finally:
         await ep.stop()
 
