@@ -1,6 +1,6 @@
 """A mutation fuzzer for everything a SIP datagram passes through before a call exists:
-message parsing (datagram and stream framing), Via and name-addr parsing, multipart bodies,
-SDP and offer/answer.  Seeds are the messages kept in tests/sip/corpus; any input that makes a
+message parsing (datagram and stream framing), the answer to what does not parse, Via and
+name-addr parsing, multipart bodies, SDP and offer/answer.  Seeds are the messages kept in tests/sip/corpus; any input that makes a
 parser fail with anything but its own error is saved to tests/sip/corpus/fuzz/ and from then
 on replayed by the test suite.  With ``--grow`` it is coverage-guided: a mutant that reaches
 lines of voicebot/sip no earlier input reached is kept as a seed and saved to the corpus too.
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from voicebot.sip.message import SipParseError, SipRequest, StreamParser, parse, parse_name_addr, parse_via, split_list
 from voicebot.sip.sdp import NotAcceptable, SdpError, negotiate, parse_sdp, sdp_body
+from voicebot.sip.transport import malformed_reply
 
 CORPUS = Path(__file__).parent / "corpus"
 FOUND = CORPUS / "fuzz"
@@ -55,12 +56,22 @@ def _messages(data: bytes) -> list:
     out = []
     try:
         out.append(parse(data))
-    except SipParseError:
-        pass
+    except SipParseError as exc:
+        reply = malformed_reply(data, exc)  # what the transport sends back, when it can
+        if reply is not None:
+            _readable(reply)
     stream = StreamParser()
     for i in range(0, len(data), 97):  # TCP: the same bytes arriving in pieces
         out += stream.feed(data[i:i + 97])
     return out
+
+
+def _readable(reply: bytes) -> None:
+    """Our answer to a broken request must itself parse (an unreadable one is our bug)."""
+    try:
+        parse(reply)
+    except SipParseError as exc:
+        raise AssertionError(f"our answer to a malformed request does not parse: {exc.reason}") from exc
 
 
 def check(data: bytes) -> str | None:

@@ -249,7 +249,12 @@ async def test_only_live_calls_of_this_endpoint_to_known_queues_are_handled(make
     result = await owner.transfers.transfer(stranger, "disputes", HEADERS, lambda: None)
     assert (result.ok, result.kept, result.end_reason) == (False, False, "transfer_failed")
     legs: list[CallerLeg] = []
-    ep.start_call = lambda leg: legs.append(leg) or "call-x"  # no transfer of its own this time
+
+    def start_call(leg: CallerLeg) -> str:  # no transfer of its own this time
+        legs.append(leg)
+        return "call-x"
+
+    ep.start_call = start_call
     await call_in(ep, caller, "h1")
     await asyncio.sleep(0.2)
     assert owner.transfers.handles("disputes", legs[0]) and not owner.transfers.handles("nowhere", legs[0])

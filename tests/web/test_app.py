@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests import api_token
 from voicebot.backends import FakeBank
 from voicebot.domain_reload import DomainRegistry
 from voicebot.nlu.nlu import load_domain
@@ -27,7 +28,7 @@ def registry(bank_copy: Path, embedder) -> DomainRegistry:
 
 @pytest.fixture
 def client(registry: DomainRegistry) -> TestClient:
-    return TestClient(create_app(registry, FakeBank()))
+    return TestClient(create_app(registry, FakeBank(), directory=api_token.directory()), headers=api_token.HEADERS)
 
 
 def test_health_and_openapi(client: TestClient) -> None:
@@ -95,7 +96,7 @@ def _free_port() -> int:
 
 
 def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as r:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=api_token.HEADERS), timeout=5) as r:
         return json.loads(r.read())
 
 
@@ -108,7 +109,7 @@ def _post(url: str, body: dict | None = None) -> dict:
 
 def test_voicebot_serve_reloads_a_saved_edit(bank_copy: Path) -> None:
     port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **api_token.ENV}
     proc = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--domain", str(bank_copy),
                              "--db", str(bank_copy / "records.sqlite3"),
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -163,7 +164,8 @@ def test_call_records_api(registry: DomainRegistry, tmp_path: Path) -> None:
     store = RecordStore(tmp_path / "r.sqlite3")
     call_id = store.start_call("webrtc", "browser", "Example Bank")
     store.add_turn(call_id, "caller", "what's my balance", 1.0)
-    client = TestClient(create_app(registry, FakeBank(), store=store))
+    client = TestClient(create_app(registry, FakeBank(), store=store, directory=api_token.directory()),
+                        headers=api_token.HEADERS)
     assert [c["id"] for c in client.get("/api/calls").json()] == [call_id]
     record = client.get(f"/api/calls/{call_id}").json()
     assert record["turns"][0]["text"] == "what's my balance"

@@ -102,8 +102,11 @@ async def _ring(endpoint: Signalling, invite: OutboundInvite, address: Address, 
     if invite.outcome is None or invite.outcome.status >= 300:
         _abandon(endpoint, invite, address)
         return invite.outcome or InviteOutcome(408, "no answer")
-    # answered: a retransmitted 200 (our ACK was lost) gets the same ACK again, for a while
-    endpoint.on_response(key, lambda response: [endpoint.send(d, address) for d in invite.receive(response)])
+    def reack(response: SipResponse) -> None:  # a retransmitted 200 (our ACK was lost): the same ACK again
+        for data in invite.receive(response):
+            endpoint.send(data, address)
+
+    endpoint.on_response(key, reack)
     asyncio.get_running_loop().call_later(LATE_S, endpoint.on_response, key, None)
     return invite.outcome
 

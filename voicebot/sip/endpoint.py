@@ -157,12 +157,12 @@ class SipEndpoint:
         self._out(outputs)
         if tx is None:
             return  # a retransmission, already answered
-        handler = {"INVITE": self._on_invite, "BYE": self._on_bye, "CANCEL": self._on_cancel,
-                   "OPTIONS": self._on_options, "NOTIFY": self._on_notify}.get(message.method)
-        if handler is not None:
+        on_request = {"INVITE": self._on_invite, "BYE": self._on_bye, "CANCEL": self._on_cancel,
+                      "OPTIONS": self._on_options, "NOTIFY": self._on_notify}.get(message.method)
+        if on_request is not None:
             if message.method not in ("INVITE", "CANCEL") and self._unsupported(message, tx):
                 return  # (an INVITE is checked after who sent it)
-            handler(message, tx, addr)
+            on_request(message, tx, addr)
         else:
             self._respond(tx, response_to(message, 405 if message.method in KNOWN_METHODS else 501, to_tag=new_tag()),
                           allow=True)

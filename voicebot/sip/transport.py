@@ -118,10 +118,16 @@ def malformed_reply(data: bytes, exc: SipParseError) -> bytes | None:
     for line in rest.split("\r\n")[:MAX_ECHO_LINES]:
         name, sep, value = line.partition(":")
         key = wanted.get(name.strip().lower())
-        if sep and key and len(value) < 1024:
+        if sep and key and len(value) < 1024 and _printable(value):  # echo nothing that would split our answer
             response.headers.add(key, value.strip())
             found.add(key)
     if found != {"Via", "From", "To", "Call-ID", "CSeq"}:
         return None
-    response.headers.add("Warning", f'399 voicebot "{exc.reason[:100]}"')
+    reason = "".join(c if _printable(c) and c not in '"\\' else "?" for c in exc.reason[:100])
+    response.headers.add("Warning", f'399 voicebot "{reason}"')
     return response.encode()
+
+
+def _printable(text: str) -> bool:
+    """No control characters (a bare CR or LF in a header value would start a new line)."""
+    return not any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in text)

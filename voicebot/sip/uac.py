@@ -1,6 +1,6 @@
-"""An INVITE we send (RFC 3261 §17.1.1 client transaction, §13.2 UAC core): the outbound
-leg of a bridged transfer.  No sockets and no clock of its own: the endpoint feeds responses
-and the time in, and sends the bytes that come out."""
+"""An INVITE we send (RFC 3261 §17.1.1 client transaction, §13.2 UAC core): an agent's phone
+rung for the ACD, or a bridged transfer's target.  No sockets and no clock of its own:
+``dialer.py`` feeds responses and the time in, and sends the bytes that come out."""
 
 from __future__ import annotations
 
