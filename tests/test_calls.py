@@ -193,7 +193,8 @@ def test_waiting_caller_leaves_with_a_key_and_the_bot_takes_them_back(engines, b
     call_id, caller, store = asyncio.run(scenario())
     record = store.get_call(call_id)
     assert events(store, call_id) == ["ENTERQUEUE", "EXITWITHKEY"]
-    assert any(e["kind"] == "left_queue" and e["data"]["reason"] == "key" for e in record["events"])
+    assert [e["data"] for e in record["events"] if e["kind"] == "transfer_failed"] == [{"queue": "general",
+                                                                                         "reason": "key"}]
     bot = " ".join(t["text"] for t in record["transcript"] if t["speaker"] == "bot")
     assert "nobody from our team could take your call" in bot.lower()
     states = [e["data"]["state"] for e in record["events"] if e["kind"] == "state"]

@@ -202,7 +202,7 @@ class Call:
         for detail in result.details:
             self.store.event(self.id, "sip_transfer", detail)
         if result.kept and not self.caller_gone:
-            self.store.event(self.id, "transfer_failed", {"queue": transfer.queue, "status": result.target_status})
+            self.store.reopen_call(self.id, {"queue": transfer.queue, "status": result.target_status})
             return TransferFailed(transfer.queue, result.target_status)
         await self.leg.end(result.end_reason or "transferred")
         CALLS.labels("transferred_out").inc()
@@ -248,8 +248,8 @@ class Call:
                         self.to("queued")
                     self.store.set_queue(self.id, message.queue)
                     self.store.event(self.id, "queue_moved", {"queue": message.queue, "reason": message.reason})
-                elif isinstance(message, LeftQueue):
-                    self.store.event(self.id, "left_queue", {"queue": self.queue, "reason": message.reason})
+                elif isinstance(message, LeftQueue):  # back to the bot, which says so and offers more help
+                    self.store.reopen_call(self.id, {"queue": self.queue, "reason": message.reason})
                     await self._stop_waiting(reader)
                     return TransferFailed(self.queue or transfer.queue, None)
                 elif isinstance(message, Connect):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests import api_token
+
 from voicebot.sip.dialog import response_to
 from voicebot.sip.message import SipRequest, SipResponse, parse
 
@@ -58,7 +60,7 @@ def voicebot_server(tmp: Path, env: dict[str, str]) -> Iterator[dict]:
     http, sip = free_port(), free_port_both()
     proc = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--port", str(http), "--sip-port", str(sip),
                              "--db", str(tmp / "calls.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **api_token.ENV, **env})
     base = f"http://127.0.0.1:{http}"
     deadline = time.monotonic() + 120
     try:
@@ -76,12 +78,13 @@ def voicebot_server(tmp: Path, env: dict[str, str]) -> Iterator[dict]:
 
 
 def calls(base: str) -> list[dict]:
-    with urllib.request.urlopen(base + "/api/calls", timeout=5) as r:
+    with urllib.request.urlopen(urllib.request.Request(base + "/api/calls", headers=api_token.HEADERS), timeout=5) as r:
         return json.loads(r.read())
 
 
 def record(base: str, call_id: str) -> dict:
-    with urllib.request.urlopen(f"{base}/api/calls/{call_id}", timeout=5) as r:
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/api/calls/{call_id}", headers=api_token.HEADERS),
+                                timeout=5) as r:
         return json.loads(r.read())
 
 
