@@ -52,7 +52,7 @@ def test_a_failed_transfer_reopens_the_call_and_a_bridge_finishes_it(tmp_path: P
     store.set_transfer(call, "general", "caller_request", 0, [])  # asked again, and this time bridged
     store.end_call(call, "transferred")
     store.set_state(call, "connected")
-    store.finish_call(call)
+    store.close_call(call, "ended", "transferred")
     record = store.get_call(call)
     assert (record["state"], record["outcome"]) == ("ended", "transferred") and record["ended_at"] is not None
     assert [e["data"]["state"] for e in record["events"] if e["kind"] == "state"] == ["connected", "ended"]

@@ -153,6 +153,7 @@ def test_sip_caller_reaches_alice_on_the_desktop(tmp_path: Path) -> None:
                 # alice hangs up and wraps up
                 page.click("#hangup")
                 expect(page.locator("#wrap-up")).to_be_visible(timeout=10000)
+                expect(page.locator("#wrap-up-call")).to_contain_text("you hung up")
                 page.select_option("#disposition", "resolved")
                 page.fill("#notes", NOTES)
                 page.click("#wrap-up-submit")

@@ -224,7 +224,8 @@ class RecordStore:
         ])
 
     def set_transfer(self, call_id: str, queue: str, reason: str, priority: int, skills: list[str]) -> None:
-        self._write("UPDATE calls SET state = 'queued', transfer_queue = ?, transfer_reason = ?, transfer_priority = ?,"
+        """Where the bot sent the caller; the call's state is its owner's to set (queued, transferred_out)."""
+        self._write("UPDATE calls SET transfer_queue = ?, transfer_reason = ?, transfer_priority = ?,"
                     " transfer_skills = ? WHERE id = ?", (queue, reason, priority, json.dumps(skills), call_id))
         self.event(call_id, "transfer", {"queue": queue, "reason": reason, "priority": priority, "skills": skills})
 
@@ -256,11 +257,6 @@ class RecordStore:
         self._write("UPDATE calls SET ended_at = NULL, outcome = NULL, state = 'ivr', transfer_queue = NULL,"
                     " transfer_reason = NULL, transfer_priority = NULL, transfer_skills = NULL WHERE id = ?", (call_id,))
         self.event(call_id, "transfer_failed", data)
-
-    def finish_call(self, call_id: str, state: str = "ended") -> None:
-        """The last leg of a call that went on after the bot (a bridged agent) has hung up."""
-        self._write("UPDATE calls SET ended_at = ?, state = ? WHERE id = ?", (self.clock(), state, call_id))
-        self.event(call_id, "state", {"state": state})
 
     def log_queue_event(self, ev: Any) -> None:
         """One queue_log line (a handoff.events.LogEvent, or anything with its fields:
