@@ -151,7 +151,9 @@ class Switchboard:
 
     def wrap_up(self, agent_id: str, call_id: str, disposition: str | None, notes: str) -> bool:
         record = self.store.get_call(call_id)
-        if record is None or record.get("agent") != agent_id:  # only the agent who had the call
+        took = record is not None and (record.get("agent") == agent_id or any(
+            e["agent"] == agent_id and e["event"] == "CONNECT" for e in record.get("queue", [])))
+        if not took:  # only an agent who had the call
             return False
         self.store.set_wrap_up(call_id, agent_id, disposition, notes)
         self.handle(WrapUpDone(agent_id))
@@ -205,7 +207,8 @@ class Switchboard:
                 task.cancel()
             self.desk.send(action.agent_id, {"type": "offer_cancelled", "call_id": action.call_id,
                                              "reason": action.reason})
-            if call is not None and action.reason != "caller_left" and not self._ringing(action.call_id):
+            # "taken": another agent won a ring-all, and the call is being connected, not withdrawn
+            if call is not None and action.reason not in ("caller_left", "taken") and not self._ringing(action.call_id):
                 call.inbox.put_nowait(call_messages.OfferWithdrawn(action.agent_id))
         elif isinstance(action, Connect):
             for key in [k for k in self._offers if k[0] == action.call_id]:
@@ -222,7 +225,7 @@ class Switchboard:
         elif isinstance(action, AgentStateChanged):
             wrapped = self._wrapping.pop(action.agent_id, None)
             if wrapped is not None and action.state != "wrap_up":
-                self.store.set_state(wrapped, "ended")
+                self._wrapped_up(wrapped)
             if action.state == "wrap_up" and action.call_id:
                 self._wrapping[action.agent_id] = action.call_id
             self.desk.send(action.agent_id, {"type": "state", "state": action.state, "reason": action.reason,
@@ -232,6 +235,15 @@ class Switchboard:
                                                  "seconds": self._wrap_up_s(action.call_id)})
         elif isinstance(action, Released):
             self.calls.pop(action.call_id, None)
+
+    def _wrapped_up(self, call_id: str) -> None:
+        """The agent's wrap-up is over: the call ends there, unless it went on (transferred)."""
+        live = self.calls.get(call_id)
+        if live is not None and live.state != "wrap_up":
+            return
+        record = self.store.get_call(call_id)
+        if record is not None and record.get("state") == "wrap_up":
+            self.store.set_state(call_id, "ended")
 
     def _ringing(self, call_id: str) -> bool:
         return any(k[0] == call_id for k in self._offers)
@@ -269,8 +281,15 @@ class Switchboard:
         assert self.dialer is not None
         call = self.calls.get(offer.call_id)
         headers = call.service.handoff_headers(offer.call_id) if call is not None else []
-        result = await self.dialer.dial(uri, headers, offer.ring_s + 1.0)  # the ACD's own ring timeout comes first
         key = (offer.call_id, offer.agent_id)
+        try:
+            result = await self.dialer.dial(uri, headers, offer.ring_s + 1.0)  # the ACD's own ring timeout comes first
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("ringing agent %s's phone failed", offer.agent_id)
+            self._fail(offer.call_id, offer.agent_id, "dial_error")
+            return
         if result.status < 300 and result.leg is not None and result.hang_up is not None:
             if not self._connect(offer.call_id, offer.agent_id, result.leg, result.hang_up):
                 await result.hang_up("offer_gone")
