@@ -51,3 +51,28 @@ def test_bad_trunks_are_refused(monkeypatch: pytest.MonkeyPatch, trunk: str) -> 
     monkeypatch.setenv("VOICEBOT_SIP_TRUNKS", f"[{trunk}]")
     with pytest.raises(SettingsError, match="sip_trunks"):
         load_settings(None)
+
+
+def test_queue_and_agent_names_are_checked_with_a_suggestion(bank) -> None:
+    import pytest
+
+    from voicebot.config import Settings
+    from voicebot.server import domain_queues, unknown_queues
+
+    assert domain_queues(bank) == {"general", "cards", "payments", "disputes"}
+    settings = Settings.model_validate({"agents": [{"id": "alice", "password": "x", "queues": ["genral", "cards"]}]})
+    assert unknown_queues(settings, bank) == ["agents.alice.queues: no queue 'genral' (did you mean 'general'?)"]
+    with pytest.raises(ValueError, match="did you mean 'general'"):
+        Settings.model_validate({"queues": {"general": {}, "cards": {"overflow_queue": "generl"}}})
+    with pytest.raises(ValueError, match="used twice"):
+        Settings.model_validate({"agents": [{"id": "a", "password": "x"}], "users": [{"id": "a", "password": "y",
+                                                                                       "role": "admin"}]})
+
+
+def test_the_sample_contact_centre_is_the_default(tmp_path, monkeypatch) -> None:
+    from voicebot.config import load_settings
+
+    monkeypatch.chdir(tmp_path)  # no voicebot.yaml here
+    settings = load_settings()
+    assert set(settings.queues) == {"general", "cards", "payments", "disputes"}
+    assert [a.id for a in settings.agents] == ["alice", "bob"] and settings.users[0].role == "supervisor"

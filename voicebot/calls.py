@@ -27,11 +27,12 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Protocol, Union
 
 from voicebot.backends import Backend
 from voicebot.conversation import Conversation
 from voicebot.domain_reload import DomainRegistry
+from voicebot.handoff import context
 from voicebot.hold import HoldPlayer, MusicOnHold, announcement_text
 from voicebot.legs import CallerLeg, OutsideTransfers
 from voicebot.media import AudioChunk, Dtmf, EdgeStream
@@ -40,9 +41,6 @@ from voicebot.pipeline.call import Engines, run_bot
 from voicebot.pipeline.latency import CALLS
 from voicebot.pipeline.transcriber import LegTranscriber
 from voicebot.records.store import RecordStore
-
-if TYPE_CHECKING:
-    from voicebot.switchboard import Switchboard
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +104,18 @@ class CallerGone:
 
 
 Message = Union[Offered, OfferWithdrawn, Connect, AnnounceMsg, LeftQueue, MovedQueue, CallerGone]
+
+
+class Handoff(Protocol):
+    """What a call tells the ACD's glue (``switchboard.Switchboard``); it answers by posting
+    the messages above to the call's inbox."""
+
+    def enqueue(self, call: Call, transfer: Transfer) -> None: ...
+    def caller_left(self, call: Call) -> None: ...
+    def agent_hung_up(self, call: Call) -> None: ...
+    def key(self, call: Call, digit: str) -> None: ...
+    def transcript(self, call: Call, turn: dict[str, Any]) -> None: ...
+    def call_ended(self, call: Call, agent_id: str, by: str) -> None: ...
 
 
 class Call:
@@ -418,7 +428,7 @@ class CallService:
         self.max_calls = max_calls
         self.outside = outside
         self.music = music or MusicOnHold.from_folder(None)
-        self.switchboard: Switchboard | None = None
+        self.switchboard: Handoff | None = None
         self.context_url = context_url or (lambda call_id: f"/api/calls/{call_id}")
         self.calls: dict[str, Call] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -449,10 +459,9 @@ class CallService:
         return call_id
 
     def handoff_headers(self, call_id: str) -> list[tuple[str, str]]:
-        from voicebot.handoff.context import build_context, handoff_headers
-
+        """X-Voicebot-* for a SIP transfer or an agent's phone, with the signed context link."""
         record = self.store.get_call(call_id) or {"id": call_id}
-        return handoff_headers(build_context(record, time.time()), self.context_url(call_id))
+        return context.handoff_headers(context.build_context(record, time.time()), self.context_url(call_id))
 
     def queue_welcome(self, dialog: Dialog) -> str:
         return dialog.domain.spec.prompts.get("queue_welcome", QUEUE_WELCOME)

@@ -11,7 +11,18 @@ import secrets
 import sys
 from typing import Any, AsyncIterator
 
+import uvicorn
+
 from voicebot.auth import Directory, LinkSigner
+from voicebot.backends import backend_for
+from voicebot.domain_reload import DomainRegistry
+from voicebot.nlu.nlu import Domain, default_embedder, load_domain
+from voicebot.nlu.yamlsource import DomainError
+from voicebot.pipeline.asr import AsrConfig
+from voicebot.pipeline.call import Engines, VoiceConfig
+from voicebot.pipeline.vad import SegmenterConfig
+from voicebot.records.store import RecordStore
+from voicebot.web.app import create_app
 from voicebot.calls import CallService
 from voicebot.config import Settings
 from voicebot.handoff.acd import Acd
@@ -71,18 +82,6 @@ def unknown_queues(settings: Settings, domain: Any) -> list[str]:
 
 
 def serve(settings: Settings) -> int:
-    import uvicorn
-
-    from voicebot.backends import backend_for
-    from voicebot.domain_reload import DomainRegistry
-    from voicebot.nlu.nlu import Domain, default_embedder, load_domain
-    from voicebot.nlu.yamlsource import DomainError
-    from voicebot.pipeline.asr import AsrConfig
-    from voicebot.pipeline.call import Engines, VoiceConfig
-    from voicebot.pipeline.vad import SegmenterConfig
-    from voicebot.records.store import RecordStore
-    from voicebot.web.app import create_app
-
     engines = Engines(VoiceConfig(
         asr_model=settings.asr_model,
         asr=AsrConfig(device=settings.asr_device, compute_type=settings.asr_compute_type,
