@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -236,8 +237,6 @@ def server(folder: Path, settings: dict[str, Any], host: str, http_port: int, si
 
 
 def _env() -> dict[str, str]:
-    import os
-
     # the settings file is the whole truth: no VOICEBOT_* from the shell running the tests
     return {k: v for k, v in os.environ.items() if not k.startswith("VOICEBOT_")}
 
@@ -283,19 +282,26 @@ def speech(text: str, rate: int, phone: bool = False) -> bytes:
     return resample(pcm, native, rate)
 
 
-def tone_seconds(samples: np.ndarray, rate: int, hz: float, tolerance: float = 30.0) -> float:
-    """Seconds of audio (in 100 ms windows) whose strongest frequency is ``hz``."""
-    seconds = 0.0
+def tone_seconds(samples: np.ndarray, rate: int, hz: float, tolerance: float = 30.0, min_run: int = 3) -> float:
+    """Seconds of a steady tone at ``hz``: 100 ms windows whose strongest frequency is ``hz``,
+    counted only in runs of at least ``min_run`` windows in a row (a vowel of speech can peak
+    at any frequency for a window or two; a tone someone plays lasts)."""
     window = rate // 10
     freqs = np.fft.rfftfreq(window, 1 / rate)
+    hits = []
     for start in range(0, len(samples) - window, window):
         chunk = samples[start:start + window]
-        if float(np.sqrt(np.mean(chunk ** 2))) < 0.02:
-            continue
         spectrum = np.abs(np.fft.rfft(chunk * np.hanning(window)))
-        if abs(float(freqs[spectrum.argmax()]) - hz) <= tolerance:
-            seconds += window / rate
-    return seconds
+        hits.append(float(np.sqrt(np.mean(chunk ** 2))) >= 0.02
+                    and abs(float(freqs[spectrum.argmax()]) - hz) <= tolerance)
+    runs, run = [], 0
+    for hit in [*hits, False]:
+        if hit:
+            run += 1
+        else:
+            runs.append(run)
+            run = 0
+    return sum(r for r in runs if r >= min_run) * window / rate
 
 
 def loud_seconds(samples: np.ndarray, rate: int, level: float = 0.01) -> float:

@@ -96,6 +96,8 @@ def test_agent_phone_answers_and_the_caller_talks_to_bob(centre, tmp_path: Path)
     assert len(ended) == 1 and ended[0]["agent"] == "bob" and ended[0]["by"] == "agent", ended
     assert queue_events(api, call_id) == [("ENTERQUEUE", "NONE"), ("CONNECT", "bob"), ("COMPLETEAGENT", "bob")]
     assert [(e["event"], e["agent"]) for e in rec["queue"]] == queue_events(api, call_id)
+    bob = next(a for a in api.get("/api/agents") if a["id"] == "bob")
+    assert (bob["state"], bob["calls_taken"]) == ("ready", 1), bob  # after_wrap_up: ready
 
     # the INVITE bob's phone got: this call, this queue, and a signed link to this call only
     invite = sipp_messages(folder, phone).split("INVITE sip:", 1)[1].split("\n\n", 1)[0]

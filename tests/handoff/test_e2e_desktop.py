@@ -170,6 +170,7 @@ def test_sip_caller_reaches_alice_on_the_desktop(tmp_path: Path) -> None:
                 caller.stop()
                 browser.close()
 
+        alice = next(a for a in api.get("/api/agents") if a["id"] == "alice")
         calls = api.calls()
         assert len(calls) == 1, calls
         call_id = calls[0]["id"]
@@ -191,6 +192,7 @@ def test_sip_caller_reaches_alice_on_the_desktop(tmp_path: Path) -> None:
     assert any(word in agent_said for word in ("alice", "example bank", "help")), agent_said
     assert all(t["agent"] == "alice" for t in rec["transcript"] if t["speaker"] == "agent")
     assert log == [("ENTERQUEUE", "NONE"), ("CONNECT", "alice"), ("COMPLETEAGENT", "alice")], log
+    assert (alice["state"], alice["calls_taken"]) == ("ready", 1), alice
 
     # audio both ways: the browser heard the caller's 700 Hz, the caller heard alice's 1300 Hz
     browser_tone_s = heard_in_browser["tone"] / 10
