@@ -383,6 +383,14 @@
     renderDispositions();
     renderTransferQueues();
     renderQueues(m.queues);
+    // a desktop reopened mid-call: the server says how long the agent has been in this state,
+    // and sends the call's context so the caller is named again
+    if (typeof m.in_state_s === "number") state.stateSince = now() - m.in_state_s * 1000;
+    if (m.context && state.call && state.call.callId === m.call_id) {
+      state.call.ctx = m.context;
+      state.call.queue = m.context.queue || state.call.queue;
+      renderCall();
+    }
   }
 
   function onStateMessage(m) {
