@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # the voice-path and SIP issues add espeak-ng, sox, sip-tester, baresip-core and chromium here.
 TEST_DEBS := espeak-ng sox chromium iproute2 sip-tester baresip-core asterisk-moh-opsound-wav
 
-.PHONY: run test install test-deps bench-nlu clean
+.PHONY: run test install test-deps bench-nlu soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(STAMP) test-deps
 
 bench-nlu: $(STAMP)
 	$(PY) benchmarks/nlu_clinc150.py
+
+# SIPp callers that speak, at a fixed rate for 10 minutes: `make soak SOAK_ARGS="--minutes 2"` for a short run.
+soak: $(STAMP) test-deps
+	$(PY) benchmarks/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

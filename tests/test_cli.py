@@ -48,7 +48,7 @@ def test_chat_shows_intent_slots_and_rule() -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "intent=lost_card" in out and "rule=intent:lost_card" in out
-    assert "'card_last4': '4 3 2 1'" in out and "is now blocked" in out
+    assert "'card_last4': '••••4321'" in out and "is now blocked" in out  # a sensitive slot, shown masked
     assert "[hang up: completed]" in out
 
 

@@ -40,6 +40,7 @@ from voicebot.nlu.dialog import Dialog, DialogContext, Event, Transfer, Transfer
 from voicebot.pipeline.call import Engines, run_bot
 from voicebot.pipeline.latency import CALLS
 from voicebot.pipeline.transcriber import LegTranscriber
+from voicebot.records.recording import Recorder, Recordings
 from voicebot.records.store import RecordStore
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ class Call:
         self._agent_hang_up: Any = None
         self._hold: HoldPlayer | None = None
         self._stop_reason: str | None = None  # why the agent side ended the conversation (hangup | transfer)
+        self.recorder: Recorder | None = None  # the call's recording, when its domain records
         leg.stream.retain = lambda _reason: True  # the call, not the pipeline, says when the line is freed
 
     @property
@@ -349,6 +351,9 @@ class Call:
         started = time.monotonic()
         try:
             ended_by = await self.conversation.run()
+        except asyncio.CancelledError:  # the server is stopping: free the agent's line too
+            await connect.hang_up("shutdown")
+            raise
         finally:
             for ears in (caller_ears, agent_ears):
                 await ears.aclose()
@@ -420,8 +425,9 @@ class CallService:
 
     def __init__(self, engines: Engines, registry: DomainRegistry, backend: Backend, store: RecordStore,
                  max_calls: int = 20, *, outside: OutsideTransfers | None = None, music: MusicOnHold | None = None,
-                 context_url: Any = None) -> None:
+                 context_url: Any = None, recordings: Recordings | None = None) -> None:
         self.engines = engines
+        self.recordings = recordings
         self.registry = registry
         self.backend = backend
         self.store = store
@@ -437,9 +443,13 @@ class CallService:
     def active(self) -> dict[str, asyncio.Task[None]]:
         return self.tasks
 
+    def can_take(self) -> bool:
+        """Whether one more call, on any channel, can have a bot now (edges ask before answering)."""
+        return len(self.tasks) < self.max_calls
+
     def start(self, leg: CallerLeg) -> str:
         """Start a call; the record exists as soon as this returns."""
-        if len(self.tasks) >= self.max_calls:
+        if not self.can_take():
             raise CallLimit(f"{self.max_calls} calls in progress")
         domain = self.registry.current
         call_id = self.store.start_call(leg.channel, leg.caller, domain.name)
@@ -447,6 +457,8 @@ class CallService:
             self.store.event(call_id, f"{leg.channel}_call", leg.details)
         dialog = Dialog(domain, DialogContext(caller_number=leg.caller, channel=leg.channel, today=date.today()))
         call = Call(self, leg, call_id, dialog)
+        if self.recordings is not None:
+            call.recorder = self.recordings.start(call_id, leg.stream, dialog)
         self.calls[call_id] = call
         task = asyncio.create_task(call.run(), name=f"call-{call_id[:8]}")
         self.tasks[call_id] = task
@@ -454,6 +466,8 @@ class CallService:
         def done(_task: asyncio.Task[None]) -> None:
             self.tasks.pop(call_id, None)
             self.calls.pop(call_id, None)
+            if call.recorder is not None and self.recordings is not None:
+                self.recordings.finish(call_id, call.recorder, leg.stream)
 
         task.add_done_callback(done)
         return call_id

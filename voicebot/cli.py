@@ -1,4 +1,4 @@
-"""`voicebot serve | chat | nlu | bench | models`."""
+"""`voicebot serve | chat | nlu | bench | models | queue-log | records`."""
 
 from __future__ import annotations
 
@@ -211,6 +211,44 @@ def cmd_queue_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_records(args: argparse.Namespace) -> int:
+    """A caller's data requests: one call as JSON, or every call of a caller number deleted."""
+    from voicebot.config import SettingsError, load_settings
+    from voicebot.records.privacy import delete_caller, export_call
+    from voicebot.records.recording import default_dir
+    from voicebot.records.store import RecordStore
+
+    try:
+        settings = None if args.db else load_settings(args.config)
+    except SettingsError as exc:
+        print(f"voicebot records: bad settings: {exc}", file=sys.stderr)
+        return 2
+    db = args.db or settings.records_db
+    folder = (settings.recordings_dir if settings else None) or default_dir(db)
+    if not Path(db).exists():
+        print(f"voicebot records: no records database at {db}", file=sys.stderr)
+        return 2
+    store = RecordStore(db)
+    try:
+        if args.records_command == "export":
+            data = export_call(store, args.call)
+            if data is None:
+                print(f"voicebot records: no call {args.call!r}", file=sys.stderr)
+                return 1
+            print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+            return 0
+        removed = delete_caller(store, args.caller, folder)
+    finally:
+        store.close()
+    if not removed.calls:
+        print(f"no calls from {args.caller!r}")
+        return 0
+    print(f"deleted {len(removed.calls)} calls from {args.caller!r}:")
+    for line in removed.lines():
+        print(f"  {line}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from voicebot.bench import run_latency, summary
 
@@ -251,6 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="until", type=float, help="epoch seconds, exclusive")
     p.add_argument("--limit", type=int, default=1_000_000)
     p.set_defaults(func=cmd_queue_log)
+
+    p = sub.add_parser("records", help="a caller's data requests: export a call, delete a caller's calls")
+    records_sub = p.add_subparsers(dest="records_command", required=True)
+    for name, what in (("export", "print one call as JSON: record, transcript, events, queue log, recording"),
+                       ("delete", "delete every call of a caller number: records, turns, events, queue log, recordings")):
+        q = records_sub.add_parser(name, help=what)
+        if name == "export":
+            q.add_argument("--call", required=True, help="the call's id")
+        else:
+            q.add_argument("--caller", required=True, help="the caller's number, as the records have it")
+        q.add_argument("--config", type=Path, help="settings file (for records_db and recordings_dir)")
+        q.add_argument("--db", type=Path, help="SQLite records file (default: records_db from the settings)")
+        q.set_defaults(func=cmd_records)
 
     p = sub.add_parser("chat", help="talk to a domain as text in the terminal")
     _domain_arg(p)

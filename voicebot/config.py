@@ -134,6 +134,9 @@ class Settings(BaseModel):
     port: int = Field(8080, ge=1, le=65535)
     domain: Path = ROOT / "domains" / "bank"
     records_db: Path = ROOT / "var" / "voicebot.sqlite3"
+    recordings_dir: Path | None = Field(None, description="call recordings (stereo WAV); default: 'recordings' beside records_db")
+    retention_days: float = Field(90.0, ge=0, description="recordings and transcripts older than this are deleted"
+                                                          " (at start and daily); 0 keeps them")
     asr_model: str = Field("asr", description="a model role (asr, asr_base) or a CTranslate2 Whisper folder")
     asr_device: Literal["cpu", "cuda", "auto"] = "cpu"
     asr_compute_type: str = Field("int8", description="int8 on CPU; float16 on cuda")
@@ -154,6 +157,9 @@ class Settings(BaseModel):
     sip_trunks: list[SipTrunk] = Field(
         default_factory=list, description="who may call, per trunk; replaces sip_allowed_networks/sip_credentials")
     sip_tcp: bool = True
+    sip_digest_algorithms: list[Literal["SHA-256", "MD5"]] = Field(
+        default_factory=lambda: ["SHA-256", "MD5"], min_length=1,
+        description="digest algorithms offered to trunks with credentials, strongest first; [SHA-256] refuses MD5")
     sip_transfer_targets: dict[str, SipTransferTarget] = Field(
         default_factory=dict, description="queue → SIP URI or {uri, method, ring_s}: transfers to these queues leave by SIP")
     sip_max_setups_per_s: float = Field(10.0, gt=0, description="INVITEs accepted per second; more get 503")

@@ -4,11 +4,14 @@ and the pipeline.  PCM is 16-bit mono with its rate stated; DTMF arrives as even
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, Union
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,17 @@ class PlayoutReport:
 
     played_ms: float
     pending_ms: float  # queued and not yet played (for clear(): dropped)
+
+
+class Tap(Protocol):
+    """Something that listens to a leg as the caller hears it (a call recorder): the caller's
+    audio as it arrives, and what is played to them as it is played (bot, music, agent).
+    Called on the event loop every 20 ms, so it must be quick; an exception is logged once
+    and never reaches the edge."""
+
+    def caller_audio(self, pcm: bytes, sample_rate: int) -> None: ...
+
+    def played_audio(self, pcm: bytes, sample_rate: int) -> None: ...
 
 
 class MediaStream(Protocol):
@@ -76,6 +90,7 @@ class OutputBuffer:
         self._partial = b""
         self.played_ms = 0.0
         self.last_played_at = 0.0
+        self.on_play: Callable[[bytes], None] | None = None  # each frame as it is played (EdgeStream's taps)
 
     def write(self, pcm: bytes) -> None:
         data = self._partial + pcm
@@ -98,7 +113,10 @@ class OutputBuffer:
             self.flush()
         self.played_ms += self.FRAME_MS
         self.last_played_at = time.monotonic()
-        return self._frames.popleft()
+        frame = self._frames.popleft()
+        if self.on_play is not None:
+            self.on_play(frame)
+        return frame
 
     def _pending_ms(self) -> float:
         return len(self._frames) * self.FRAME_MS + len(self._partial) / 2 / self.sample_rate * 1000
@@ -125,7 +143,11 @@ class EdgeStream:
     An edge that can keep a call after its user lets go (a SIP leg being bridged to an agent)
     sets ``retain``: a close for a retained reason ends this user's turn with the stream but
     keeps the transport, and ``reopen()`` hands the same media to the next user (a bridge, or
-    the bot again when the transfer failed).  ``release()`` frees it for good."""
+    the bot again when the transfer failed).  ``release()`` frees it for good.
+
+    ``add_tap()`` lets a listener (the call recorder) hear the leg as the caller does: audio
+    given to ``put()``, and each output frame as the edge plays it.  An edge that hands out
+    caller audio without ``put()`` calls ``tap_caller()`` itself."""
 
     def __init__(self, output_sample_rate: int, max_events: int = 500) -> None:
         self.output_sample_rate = output_sample_rate
@@ -137,9 +159,42 @@ class EdgeStream:
         self.dropped_events = 0
         self.retain: Callable[[str], bool] = lambda _reason: False
         self.released = False
+        self.taps: list[Tap] = []
+        self.tap_errors = 0
+
+    def add_tap(self, tap: Tap) -> None:
+        self.taps.append(tap)
+        self.output.on_play = self._tap_played
+
+    def remove_tap(self, tap: Tap) -> None:
+        if tap in self.taps:
+            self.taps.remove(tap)
+        if not self.taps:
+            self.output.on_play = None
+
+    def tap_caller(self, chunk: AudioChunk) -> None:
+        for tap in self.taps:
+            try:
+                tap.caller_audio(chunk.pcm, chunk.sample_rate)
+            except Exception:
+                self._tap_failed(tap)
+
+    def _tap_played(self, frame: bytes) -> None:
+        for tap in self.taps:
+            try:
+                tap.played_audio(frame, self.output_sample_rate)
+            except Exception:
+                self._tap_failed(tap)
+
+    def _tap_failed(self, tap: Tap) -> None:
+        self.tap_errors += 1
+        if self.tap_errors == 1:
+            log.exception("media tap %r failed (logged once per stream)", tap)
 
     def put(self, event: MediaEvent) -> None:
         """Queue a caller event; if the pipeline has stalled, drop rather than grow."""
+        if self.taps and isinstance(event, AudioChunk):
+            self.tap_caller(event)
         try:
             self._events.put_nowait(event)
         except asyncio.QueueFull:

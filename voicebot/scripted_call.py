@@ -146,7 +146,9 @@ class ScriptedCall(EdgeStream):
             if delay > 0:
                 await asyncio.sleep(delay)
             self._tick_output()
-            return AudioChunk(pcm, self.input_rate)
+            chunk = AudioChunk(pcm, self.input_rate)
+            self.tap_caller(chunk)  # a recorder hears the scripted caller as it would a phone's
+            return chunk
 
         for step in self.script:
             if self.released:

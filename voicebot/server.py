@@ -21,6 +21,8 @@ from voicebot.nlu.yamlsource import DomainError
 from voicebot.pipeline.asr import AsrConfig
 from voicebot.pipeline.call import Engines, VoiceConfig
 from voicebot.pipeline.vad import SegmenterConfig
+from voicebot.records.privacy import retention_loop
+from voicebot.records.recording import Recordings, default_dir
 from voicebot.records.store import RecordStore
 from voicebot.web.app import create_app
 from voicebot.calls import CallService
@@ -101,6 +103,8 @@ def serve(settings: Settings) -> int:
         print(f"refusing to start: domain {settings.domain} is invalid:\n{exc}", file=sys.stderr)
         return 2
     store = RecordStore(settings.records_db)
+    if interrupted := store.close_calls_in_flight():  # a crash left them open: 'ended', outcome 'abnormal'
+        print(f"  closed {len(interrupted)} call(s) left in flight by the last run (outcome 'abnormal')", flush=True)
     backend = backend_for(registry.current.spec.settings.backend)
     secret = (settings.secret_key or secrets.token_hex(32)).encode()
     directory = Directory.from_settings(settings)
@@ -112,8 +116,10 @@ def serve(settings: Settings) -> int:
         """The agent's way to the whole context: this one call only, for a while."""
         return f"{public_url}/api/calls/{call_id}?token={links.sign(call_id, settings.context_link_s)}"
 
+    recordings = Recordings(settings.recordings_dir or default_dir(settings.records_db), store)
     calls = CallService(engines, registry, backend, store, settings.max_calls,
-                        music=MusicOnHold.from_folder(settings.music_on_hold), context_url=context_url)
+                        music=MusicOnHold.from_folder(settings.music_on_hold), context_url=context_url,
+                        recordings=recordings)
     acd = Acd(queue_configs(settings), agent_configs(settings))
     desk = DeskHub()
     problems = unknown_queues(settings, registry.current)
@@ -124,6 +130,7 @@ def serve(settings: Settings) -> int:
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
         watcher = asyncio.create_task(registry.watch())
+        retention = asyncio.create_task(retention_loop(store, settings.retention_days, recordings.folder))
         sip = None
         transfers = None
         if settings.sip:
@@ -134,8 +141,9 @@ def serve(settings: Settings) -> int:
                                         credentials=settings.sip_credentials, tcp=settings.sip_tcp,
                                         trunks=[Trunk(t.name, t.networks, t.credentials) for t in settings.sip_trunks],
                                         max_setups_per_s=settings.sip_max_setups_per_s,
+                                        digest_algorithms=tuple(settings.sip_digest_algorithms),
                                         answer_after_s=settings.sip_answer_after_s,
-                                        max_calls=settings.max_calls), calls.start)
+                                        max_calls=settings.max_calls), calls.start, can_take=calls.can_take)
             try:
                 await sip.start()
                 transfers = SipTransfers(sip, {q: TransferTarget(t.uri, t.method, t.ring_s)
@@ -170,6 +178,7 @@ def serve(settings: Settings) -> int:
                   " set hashes from `voicebot passwd` in voicebot.yaml", flush=True)
         yield
         watcher.cancel()
+        retention.cancel()
         await board.stop()
         if sip is not None:
             await sip.stop()

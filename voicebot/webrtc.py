@@ -2,7 +2,10 @@
 
 Signalling is one HTTP exchange (``POST /api/offer``: SDP offer in, answer out), the convention
 of pipecat's small WebRTC prebuilt client, so any WebRTC client can call.  Keys pressed on the
-caller page arrive as DTMF over a data channel named "dtmf".
+caller page arrive over a data channel named "dtmf", one key (or a short string of keys) per
+message.  Every other data channel (pipecat clients open a "chat" channel for keep-alives such
+as ``ping: 1796066553123`` and RTVI messages) and anything on "dtmf" that is not keys is
+ignored and counted, never turned into key presses.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import re
 import time
 
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
+from prometheus_client import Counter
 
 from voicebot.media import AudioChunk, Dtmf, EdgeStream, OutputBuffer
 
@@ -23,6 +28,27 @@ log = logging.getLogger(__name__)
 
 RATE = 48000
 FRAME_SAMPLES = RATE // 50  # 20 ms
+DTMF_CHANNEL = "dtmf"
+KEYS = re.compile(r"[0-9*#]{1,32}")
+DATA_MESSAGES = Counter("voicebot_webrtc_datachannel_messages_total",
+                        "Data-channel messages from WebRTC callers: channel_kind dtmf|other, "
+                        "outcome keys|not_keys|ignored", ["channel_kind", "outcome"])
+
+
+def keys_in(channel_label: str, message: object) -> str:
+    """The keys a data-channel message carries: all of it when it arrives on the "dtmf" channel
+    and is nothing but ``0-9 * #`` (at most 32), else nothing.  Counted either way; a client's
+    chatter is never logged per message."""
+    if channel_label != DTMF_CHANNEL:
+        DATA_MESSAGES.labels("other", "ignored").inc()
+        return ""
+    if isinstance(message, str) and KEYS.fullmatch(message):
+        DATA_MESSAGES.labels("dtmf", "keys").inc()
+        return message
+    DATA_MESSAGES.labels("dtmf", "not_keys").inc()
+    log.debug("dtmf channel: ignored a message that is not keys (%s, %d chars)", type(message).__name__,
+              len(message) if isinstance(message, (str, bytes)) else 0)
+    return ""
 
 
 class BotAudioTrack(MediaStreamTrack):
@@ -68,12 +94,14 @@ class WebRtcCallerLeg(EdgeStream):
 
         @self.pc.on("datachannel")
         def on_datachannel(channel) -> None:  # type: ignore[no-untyped-def]
+            label = str(channel.label)
+            if label != DTMF_CHANNEL:
+                log.debug("data channel %.40r opened: its messages are not keys and will be ignored", label)
+
             @channel.on("message")
             def on_message(message: object) -> None:
-                digits = message if isinstance(message, str) else ""
-                for digit in digits[:32]:
-                    if digit in "0123456789*#":
-                        self.put(Dtmf(digit))
+                for digit in keys_in(label, message):
+                    self.put(Dtmf(digit))
 
         @self.pc.on("connectionstatechange")
         async def on_state() -> None:

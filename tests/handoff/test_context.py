@@ -81,12 +81,12 @@ def test_waiting_time_runs_through_missed_offers_and_stops_at_connect() -> None:
     store.set_state(call, "offered", agent="bob")
     clock.now = 1_035.0
     store.set_state(call, "queued")  # bob did not answer
-    assert build_context(store.get_call(call), now=1_040.0).time_in_queue_s == 31.0
+    assert build_context(store.get_call(call), now=1_040.0).time_in_queue_s == 30.0
     clock.now = 1_050.0
     store.set_state(call, "connected", agent="alice")
     store.add_turn(call, "agent", "Hi, this is Alice. Let me look into that account.", 1_051.0, agent="alice")
     ctx = build_context(store.get_call(call), now=1_200.0)
-    assert (ctx.time_in_ivr_s, ctx.time_in_queue_s) == (9.0, 41.0)
+    assert (ctx.time_in_ivr_s, ctx.time_in_queue_s) == (10.0, 40.0)  # the transfer prompt is IVR time
     assert ctx.transcript[-1] == {"speaker": "agent", "text": "Hi, this is Alice. Let me look into that account.",
                                   "at": 1_051.0, "agent": "alice"}
 
@@ -102,14 +102,17 @@ def test_queue_log_lines_count_as_joining_and_leaving() -> None:
 
 def test_a_caller_sent_back_to_the_bot_starts_a_new_wait() -> None:
     clock = Clock()
-    store, call = _unknown_account_call(clock)  # queued at 1009
+    store, call = _unknown_account_call(clock)  # transfer decided at 1009
+    clock.now = 1_010.0
+    store.set_state(call, "queued", queue="general")
     clock.now = 1_015.0
-    store.end_call(call, "transferred")
     store.reopen_call(call, {"queue": "general", "status": 486})
     clock.now = 1_060.0
     store.set_transfer(call, "general", "caller_request", 0, [])
+    clock.now = 1_062.0
+    store.set_state(call, "queued", queue="general")
     ctx = build_context(store.get_call(call), now=1_070.0)
-    assert (ctx.time_in_ivr_s, ctx.time_in_queue_s) == (9.0, 10.0)
+    assert (ctx.time_in_ivr_s, ctx.time_in_queue_s) == (10.0, 8.0)
     assert (ctx.reason, ctx.priority) == ("caller_request", 0)
     assert ctx.summary.endswith("transfer to general failed; transferred to general: caller request")
 

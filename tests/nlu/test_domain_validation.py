@@ -141,3 +141,62 @@ def test_parse_yaml_lines_by_path() -> None:
     doc = parse_yaml("a:\n  b:\n    - x\n    - y\n", "f.yaml")
     assert doc.line_of(("a", "b", 1)) == 4
     assert doc.line_of(("a", "b", 1, "deeper")) == 4
+
+
+# ----------------------------------------------------------------------------- recording and sensitive slots
+
+
+def test_a_prompt_may_not_say_a_fully_masked_slot_aloud(bank_copy: Path) -> None:
+    slots, prompts = bank_copy / "slots.yaml", bank_copy / "prompts.yaml"
+    edit(slots, "    mask: last4", "    mask: none")
+    found = problems(bank_copy)
+    for name in ("confirm_block_card", "card_not_found", "card_blocked"):
+        line = line_of(prompts, f"  {name}:")
+        assert any(p.startswith(f"{prompts}:{line}: prompt {name!r} would say sensitive slot {{card_last4}} aloud")
+                   for p in found), found
+
+
+def test_mask_needs_a_sensitive_digits_slot(bank_copy: Path) -> None:
+    slots = bank_copy / "slots.yaml"
+    edit(slots, "    sensitive: true", "    sensitive: false")
+    edit(slots, "    max: 5000\n", "    max: 5000\n    sensitive: true\n    mask: last4\n")
+    found = problems(bank_copy)
+    card = line_of(slots, "  card_last4:")
+    amount = line_of(slots, "  payment_amount:")
+    assert any(p.startswith(f"{slots}:{card}:") and "'mask' applies to sensitive slots" in p for p in found), found
+    assert any(p.startswith(f"{slots}:{amount}:") and "'mask: last4' needs a digits slot" in p for p in found), found
+
+
+def test_recording_settings_are_checked_against_prompts_and_keys(bank_copy: Path) -> None:
+    domain = bank_copy / "domain.yaml"
+    edit(domain, "consent_prompt: recording_consent", "consent_prompt: recording_consnet")
+    edit(domain, 'opt_out_dtmf: "9"', 'opt_out_dtmf: "3"')
+    found = problems(bank_copy)
+    assert (f"{domain}:{line_of(domain, 'consent_prompt:')}: recording.consent_prompt: unknown prompt "
+            "'recording_consnet'; did you mean 'recording_consent'?") in found
+    assert f"{domain}:{line_of(domain, 'opt_out_dtmf:')}: recording.opt_out_dtmf '3' is already a menu key" in found
+
+
+@pytest.mark.parametrize("key, why", [('"0"', "is already rules.agent_dtmf"), ('"#"', "is not a single digit key"),
+                                      ('"1"', "is already a menu key")])
+def test_the_opt_out_key_is_one_nothing_else_uses(bank_copy: Path, key: str, why: str) -> None:
+    domain = bank_copy / "domain.yaml"
+    edit(domain, 'opt_out_dtmf: "9"', f"opt_out_dtmf: {key}")
+    assert any(p.startswith(f"{domain}:{line_of(domain, 'opt_out_dtmf:')}:") and why in p for p in problems(bank_copy))
+
+
+def test_a_recorded_domain_lets_callers_opt_out(bank_copy: Path) -> None:
+    domain = bank_copy / "domain.yaml"
+    text = domain.read_text()
+    start = text.index("  opt_out_dtmf:")
+    end = text.index("  opted_out_prompt:")
+    domain.write_text(text[:start] + "  opt_out_dtmf: null\n  opt_out_phrases: []\n" + text[end:])
+    assert any(p.startswith(f"{domain}:{line_of(domain, 'recording:')}:") and "needs a way to opt out" in p
+               for p in problems(bank_copy))
+
+
+def test_the_bank_records_and_masks_its_card_digits(bank_copy: Path) -> None:
+    spec = load_domain_spec(bank_copy)
+    assert spec.settings.recording.record and spec.settings.recording.opt_out_dtmf == "9"
+    assert spec.slots["card_last4"].sensitive and spec.slots["card_last4"].mask == "last4"
+    assert not spec.slots["account_last4"].sensitive

@@ -73,7 +73,7 @@ def test_balance_spoken_then_lost_card_keyed(engines, bank) -> None:
     assert any(r and r.startswith("slot_filled") and "account_last4" in r for r in rules), [(t["text"], t["rule"]) for t in turns]
     assert "balance of your checking account ending in 4 5 6 7 is $2,450.75" in bot_text(record)
     assert "lost_card" in intents
-    assert any(t["text"] == "[DTMF 4]" for t in turns)
+    assert any(t["text"] == "[DTMF •]" for t in turns)  # the card's digits are a sensitive slot: masked
     assert "debit card ending in 4 3 2 1 is now blocked" in bot_text(record)
     assert fake.cards["4321"].blocked
     # the greeting was interrupted, and the record says what the caller actually heard

@@ -5,6 +5,7 @@ test here: started calls (their ``CallerLeg``) are only recorded."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 
 import pytest
@@ -38,9 +39,12 @@ def waiting(sock: socket.socket) -> list[bytes]:
 
 
 class Peer:
-    def __init__(self, port: int) -> None:
+    """A UDP socket that talks to the endpoint; ``host`` another loopback address (127.0.0.2)
+    stands in for another machine."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.setblocking(False)
         self.target = ("127.0.0.1", port)
 
@@ -89,9 +93,7 @@ async def test_invite_is_answered_with_sdp_and_ack_starts_the_call(endpoint) -> 
     assert "m=audio" in answer and "a=rtpmap:0 PCMU/8000" in answer and "telephone-event/8000" in answer
     assert ";tag=" in (responses[2].headers.get("To") or "") and responses[2].headers.get("Contact")
     assert endpoint.started == []  # no media until the ACK
-    await peer.send(b"ACK sip:voicebot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKack\r\n"
-                    b"From: <sip:+1555@127.0.0.1>;tag=ta1\r\nTo: <sip:bank@127.0.0.1>;tag=x\r\nCall-ID: a1\r\n"
-                    b"CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
+    await peer.send(ack("a1", responses[2]))
     await asyncio.sleep(0.2)
     assert endpoint.started == [("sip", "+1555")]
     [leg] = endpoint.legs
@@ -220,12 +222,26 @@ async def test_options_over_tcp(endpoint) -> None:
     writer.close()
 
 
-def ack(call_id: str, body: str = "") -> bytes:
+def answered(responses: list[SipResponse]) -> SipResponse:
+    """The endpoint's 200 to an INVITE among ``responses``."""
+    return next(r for r in responses if r.status == 200 and r.cseq[1] == "INVITE")
+
+
+def ack(call_id: str, ok: SipResponse, body: str = "") -> bytes:
+    """The ACK for the 200 ``ok``: in its dialog, so with the To tag it gave."""
+    return in_dialog("ACK", call_id, ok, 1, body=body, branch=f"z9hG4bKack{call_id}")
+
+
+def in_dialog(method: str, call_id: str, ok: SipResponse, cseq: int, body: str = "", branch: str | None = None,
+              from_tag: str | None = None, to: str | None = None) -> bytes:
+    """A request from the caller of ``invite(call_id)`` in the dialog its 200 ``ok`` set up;
+    ``from_tag`` and ``to`` stand in other tags."""
     content = f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}" if body else \
         "Content-Length: 0\r\n\r\n"
-    return (f"ACK sip:voicebot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKack{call_id}\r\n"
-            f"From: <sip:+1555@127.0.0.1>;tag=t{call_id}\r\nTo: <sip:bank@127.0.0.1>;tag=x\r\nCall-ID: {call_id}\r\n"
-            f"CSeq: 1 ACK\r\n{content}").encode()
+    return (f"{method} sip:voicebot@127.0.0.1 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5999;branch={branch or 'z9hG4bK' + secrets.token_hex(6)}\r\n"
+            f"From: <sip:+1555@127.0.0.1>;tag={from_tag or 't' + call_id}\r\nTo: {to or ok.headers.get('To')}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n{content}").encode()
 
 
 async def test_delayed_offer_we_offer_in_the_200_and_the_ack_answers(endpoint) -> None:
@@ -235,11 +251,11 @@ async def test_delayed_offer_we_offer_in_the_200_and_the_ack_answers(endpoint) -
     media.setblocking(False)
     offerless = invite("d1").split(b"Content-Type:")[0] + b"Content-Length: 0\r\n\r\n"
     await peer.send(offerless)
-    ok = [r for r in await peer.responses() if r.status == 200][0]
+    ok = answered(await peer.responses())
     offer = ok.body.decode()
     assert "m=audio" in offer and "RTP/AVP 0 8 101" in offer and "telephone-event/8000" in offer
     answer = SDP.format(port=media.getsockname()[1]).replace("RTP/AVP 0 101", "RTP/AVP 8 101") + "a=rtpmap:8 PCMA/8000\r\n"
-    await peer.send(ack("d1", answer))
+    await peer.send(ack("d1", ok, answer))
     await asyncio.sleep(0.3)
     assert endpoint.started == [("sip", "+1555")]
     rtp = endpoint.calls["d1"].rtp
@@ -252,8 +268,7 @@ async def test_delayed_offer_we_offer_in_the_200_and_the_ack_answers(endpoint) -
 async def test_delayed_offer_without_an_answer_in_the_ack_is_hung_up(endpoint) -> None:
     peer = Peer(endpoint.config.port)
     await peer.send(invite("d2").split(b"Content-Type:")[0] + b"Content-Length: 0\r\n\r\n")
-    await peer.responses()
-    await peer.send(ack("d2"))
+    await peer.send(ack("d2", answered(await peer.responses())))
     await asyncio.sleep(0.3)
     assert any(r.startswith(b"BYE ") for r in waiting(peer.sock))
     assert endpoint.started == [] and "d2" not in endpoint.calls
@@ -269,8 +284,7 @@ async def test_our_bye_is_retransmitted_until_answered() -> None:
     try:
         peer = Peer(ep.config.port)
         await peer.send(invite("bye1"))
-        await peer.responses(0.3)
-        await peer.send(ack("bye1"))
+        await peer.send(ack("bye1", answered(await peer.responses(0.3))))
         await asyncio.sleep(1.4)  # the BYE, unanswered, then again after T1 and 2*T1
         byes = [parse(data) for data in waiting(peer.sock) if data.startswith(b"BYE ")]
         assert len(byes) >= 2 and len({b.cseq for b in byes}) == 1  # the same request, retransmitted
@@ -285,8 +299,7 @@ async def test_our_bye_is_retransmitted_until_answered() -> None:
 async def test_hang_up_frees_the_media_and_is_idempotent(endpoint) -> None:
     peer = Peer(endpoint.config.port)
     await peer.send(invite("h1"))
-    await peer.responses(0.3)
-    await peer.send(ack("h1"))
+    await peer.send(ack("h1", answered(await peer.responses(0.3))))
     await asyncio.sleep(0.2)
     [leg] = endpoint.legs
     await leg.end("hangup:completed")
@@ -299,15 +312,13 @@ async def test_hang_up_frees_the_media_and_is_idempotent(endpoint) -> None:
 async def test_the_callers_bye_ends_the_owners_stream_even_a_retained_one(endpoint) -> None:
     peer = Peer(endpoint.config.port)
     await peer.send(invite("h2"))
-    await peer.responses(0.3)
-    await peer.send(ack("h2"))
+    ok = answered(await peer.responses(0.3))
+    await peer.send(ack("h2", ok))
     await asyncio.sleep(0.2)
     [leg] = endpoint.legs
     leg.stream.retain = lambda reason: True  # the owner keeps the media for a transfer
     reader = asyncio.ensure_future(leg.stream.wait_closed())
-    await peer.send(b"BYE sip:voicebot@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKbyeh2\r\n"
-                    b"From: <sip:+1555@127.0.0.1>;tag=th2\r\nTo: <sip:bank@127.0.0.1>;tag=x\r\nCall-ID: h2\r\n"
-                    b"CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
+    await peer.send(in_dialog("BYE", "h2", ok, 2))
     assert [r.status for r in await peer.responses(0.3) if r.cseq[1] == "BYE"] == [200]
     await asyncio.wait_for(reader, 1)
     assert leg.stream.close_reason == "caller_bye" and leg.stream.released and "h2" not in endpoint.calls
@@ -325,8 +336,7 @@ async def test_a_call_nobody_can_take_is_hung_up_not_left_silent() -> None:
     try:
         peer = Peer(ep.config.port)
         await peer.send(invite("nc1"))
-        await peer.responses(0.3)
-        await peer.send(ack("nc1"))
+        await peer.send(ack("nc1", answered(await peer.responses(0.3))))
         await asyncio.sleep(0.3)
         byes = [parse(d) for d in waiting(peer.sock) if d.startswith(b"BYE ")]
         assert byes and 'text="no_capacity"' in (byes[0].headers.get("Reason") or "")

@@ -185,3 +185,86 @@ def test_no_telephone_event_no_digits() -> None:
     assert not session.send_dtmf("5") and not RtpSession(RtpReceiver(0, "PCMU", 101), RtpSender(0, "PCMU"),
                                                          ("127.0.0.1", 9)).send_dtmf("X")
 
+
+
+def test_a_latch_refuses_every_other_address_and_counts() -> None:
+    from voicebot.sip.rtp import SourceLatch, rtcp_fits, rtp_fits
+
+    caller, stranger, signalled = ("198.51.100.5", 40000), ("203.0.113.9", 40000), ("192.0.2.1", 4000)
+    packet = RtpSender(0, "PCMU").packet(tone())
+    assert rtp_fits(packet, (0, 101)) and not rtp_fits(packet, (8, 101)) and not rtp_fits(b"\x80\x00", (0,))
+    latch = SourceLatch(signalled)
+    assert latch.admit(stranger, fits=False) and latch.latched is None  # garbage latches nothing
+    assert latch.admit(caller, fits=True) and latch.latched == caller
+    assert not latch.admit(stranger, fits=True) and not latch.admit((caller[0], 40002), fits=True)  # nor another port
+    assert latch.admit(caller, fits=False) and latch.refused == 2
+    assert latch.admit(signalled, fits=True) and latch.latched == signalled  # what the SDP named wins it back
+    assert not latch.admit(caller, fits=True)
+    latch.reset(stranger)  # a re-INVITE moved the media
+    assert latch.latched is None and latch.admit(stranger, fits=True)
+    report = bytes([0x80, 201, 0, 1, 0, 0, 0, 7])
+    assert rtcp_fits(report) and not rtcp_fits(packet) and not rtcp_fits(report[:6])
+
+
+async def test_audio_injected_from_a_second_socket_never_reaches_the_call() -> None:
+    """A caller speaks quietly; a stranger who learnt the port sends loud audio (and RTCP)
+    from another socket, with the caller's own SSRC and sequence numbers, and RTCP from
+    another host too: none of it is heard, all of it is counted, and our media keeps going
+    to the caller."""
+    import asyncio
+    import socket
+
+    from prometheus_client import REGISTRY
+
+    from tests.sip.test_endpoint import waiting
+    from voicebot.sip.rtp import RtpSession
+
+    def udp(host: str = "127.0.0.1") -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((host, 0))
+        s.setblocking(False)
+        return s
+
+    def foreign(kind: str) -> float:
+        return REGISTRY.get_sample_value("voicebot_rtp_foreign_packets_total", {"kind": kind}) or 0.0
+
+    caller, caller_rtcp, stranger, far = udp(), udp(), udp(), udp("127.0.0.2")
+    session = RtpSession(RtpReceiver(0, "PCMU", 101), RtpSender(0, "PCMU"), caller.getsockname())
+    port = await session.open("127.0.0.1")
+    heard: list[AudioChunk] = []
+
+    async def listen() -> None:
+        async for event in session.events():
+            if isinstance(event, AudioChunk):
+                heard.append(event)
+
+    listener = asyncio.ensure_future(listen())
+    before = foreign("rtp"), foreign("rtcp")
+    voice, loud = RtpSender(0, "PCMU", ssrc=4242), RtpSender(0, "PCMU", ssrc=4242)
+    quiet = (np.sin(2 * np.pi * 440 * np.arange(160) / 8000) * 1000).astype(np.int16).tobytes()
+    shout = (np.sign(np.sin(2 * np.pi * 1000 * np.arange(160) / 8000)) * 30000).astype(np.int16).tobytes()
+    report = bytes([0x80, 201, 0, 1, 0, 0, 0, 7])
+    try:
+        for i in range(40):
+            caller.sendto(voice.packet(quiet), ("127.0.0.1", port))
+            if i >= 3:  # once the caller's media has latched
+                stranger.sendto(loud.packet(shout), ("127.0.0.1", port))
+                far.sendto(report, ("127.0.0.1", port + 1))  # not from the media's host: never latches
+            if i == 5:
+                caller_rtcp.sendto(report, ("127.0.0.1", port + 1))
+            if i > 5:
+                stranger.sendto(report, ("127.0.0.1", port + 1))
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        pcm = np.frombuffer(b"".join(c.pcm for c in heard), dtype=np.int16)
+        assert 500 < int(np.abs(pcm).max()) < 2000  # the caller, and only the caller
+        assert session.stats.foreign_rtp == 37 and foreign("rtp") - before[0] == 37
+        assert session.stats.foreign_rtcp == 37 + 34 and foreign("rtcp") - before[1] == 37 + 34
+        assert session.stats.rtcp_received == 1 and session.rtcp_remote == caller_rtcp.getsockname()
+        assert session.latched == caller.getsockname() and session.remote == caller.getsockname()
+        assert waiting(caller) and not waiting(stranger)  # our media still goes to the caller alone
+    finally:
+        listener.cancel()
+        await session.close("done")
+        for s in (caller, caller_rtcp, stranger, far):
+            s.close()

@@ -87,4 +87,4 @@ def test_cancel_finds_its_invite() -> None:
     tx, _ = txs.receive(request(), SRC, 0.0)
     cancel, _ = txs.receive(request("CANCEL"), SRC, 0.1)
     assert cancel is not None and cancel is not tx  # CANCEL is its own transaction
-    assert txs.find_invite("c1", 1) is tx
+    assert txs.invite_for(request("CANCEL")) is tx

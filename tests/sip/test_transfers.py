@@ -97,7 +97,7 @@ async def call_in(ep: SipEndpoint, caller: RawPhone, call_id: str) -> SipRespons
     caller.sock.sendto(invite(call_id, body=caller.sdp()), ("127.0.0.1", ep.config.port))
     ok = await caller.response("INVITE")
     assert ok.status == 200
-    caller.sock.sendto(ack(call_id), ("127.0.0.1", ep.config.port))
+    caller.sock.sendto(ack(call_id, ok), ("127.0.0.1", ep.config.port))
     return ok
 
 
@@ -223,11 +223,11 @@ async def test_an_unanswered_target_is_cancelled_and_the_caller_goes_back_to_the
 async def test_a_caller_who_hangs_up_while_the_target_rings_cancels_it(make: Make, phones) -> None:  # type: ignore[no-untyped-def]
     caller, agent = phones
     ep, owner = await make("disputes")
-    await call_in(ep, caller, "ring2")
+    ok = await call_in(ep, caller, "ring2")
     request, addr = await agent.next("INVITE")
     agent.answer(request, 180, addr)
     caller.send("BYE", ("127.0.0.1", ep.config.port), "ring2", "<sip:+1555@127.0.0.1>;tag=tring2",
-                "<sip:bank@127.0.0.1>;tag=x", 2)
+                ok.headers.get("To") or "", 2)
     assert (await caller.response("BYE")).status == 200
     cancel, addr = await agent.next("CANCEL", timeout=2)
     agent.answer(cancel, 200, addr)

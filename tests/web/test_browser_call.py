@@ -98,7 +98,8 @@ def test_browser_places_a_call_and_the_record_has_it(tmp_path: Path) -> None:
                 page.wait_for_selector("text=$2,450.75", timeout=30000)
                 page.screenshot(path=str(tmp_path / "caller.png"))
                 page.click("#hangup")
-                record = page.evaluate(f"fetch('/api/calls/{call_id}').then(r => r.json())")
+                record = page.evaluate(f"fetch('/api/calls/{call_id}' + document.body.dataset.callQuery)"
+                                       ".then(r => r.json())")
                 browser.close()
         finally:
             server.terminate()

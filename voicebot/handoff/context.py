@@ -5,6 +5,10 @@ long the caller has been waiting.
 Built from a call record as ``RecordStore.get_call`` returns it (turns carrying intent,
 confidence, slots and rule; events carrying lookups, the transfer and state changes; the
 call's queue_log lines).  Pure: no I/O, and "now" is given.
+
+A sensitive slot (card number, PIN) reaches the record masked (``••••``, ``••••1234``), and its
+keys as ``[DTMF •]``: the context shows them so, and the summary counts masked keys without
+showing them.  The X-Voicebot headers carry no slots or words at all.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from voicebot.handoff import queue_log
+from voicebot.nlu.dialog import MASK_KEY
 
 SUMMARY_MAX = 240
 HEADER_MAX = 256
@@ -225,7 +230,8 @@ def _keyed(caller: list[dict[str, Any]]) -> list[str]:
         elif match:
             runs.append([match.group(1)])
         previous_keyed = match is not None
-    return [f"pressed {' then '.join(run)}" if len(run) <= 2 else f"keyed {len(run)} digits" for run in runs]
+    return [f"pressed {' then '.join(run)}" if len(run) <= 2 and MASK_KEY not in "".join(run)
+            else f"keyed {len(run)} digit{'s' if len(run) > 1 else ''}" for run in runs]
 
 
 # ----------------------------------------------------------------------------- record parts
@@ -277,9 +283,7 @@ def _times(record: dict[str, Any], now: float) -> tuple[float, float]:
     marks: list[tuple[float, str]] = []
     for e in record.get("events", []):
         kind, data = e.get("kind"), e.get("data") or {}
-        if kind == "transfer":
-            marks.append((e["at"], "queued"))
-        elif kind == "transfer_failed":
+        if kind == "transfer_failed":  # (the bot's transfer decision is not the queue: its prompt is IVR time)
             marks.append((e["at"], "ivr"))
         elif kind == "state":
             state = data.get("state")

@@ -4,6 +4,15 @@
 answers come back as ``LookupResult`` events, time comes from the context.  Every call to
 ``handle`` appends a ``TurnTrace`` saying which rule fired and why, so an agent or a designer
 can see what the bot understood.
+
+What may be kept of a call is the dialog's to say, because only it knows what it is asking
+for: ``Dialog.privacy`` is a live view that the record writer and the recorder ask at the
+moment they write.  While a ``sensitive`` slot is being asked for, the recording is paused and
+the caller's words and keys are kept masked (``••••``, or ``••••1234`` for a ``mask: last4``
+slot); a sensitive value shows masked in every trace, and is never spoken except as the last
+four digits of a ``last4`` slot (the domain's validation sees to that).  A recorded domain says
+its consent prompt after the greeting on voice channels, and the caller can opt out by key or
+words at any point while the bot has the call.
 """
 
 from __future__ import annotations
@@ -125,7 +134,9 @@ class DialogContext:
 
 @dataclass
 class TurnTrace:
-    """Why the bot did what it did on one event."""
+    """Why the bot did what it did on one event.  ``text`` and ``slots`` are as they may be
+    kept (sensitive values masked); ``privacy`` is the dialog's live view, for the record
+    writer that sees only traces."""
 
     event: str
     text: str | None
@@ -134,11 +145,91 @@ class TurnTrace:
     slots: dict[str, str]
     rule: str
     actions: list[Action]
+    privacy: Privacy | None = field(default=None, repr=False, compare=False)
 
 
 DEFAULT_TRANSFER_FAILED = "Sorry, nobody could take your call just now."
+DEFAULT_OPTED_OUT = "All right, this call will not be recorded."
+MASK = "••••"
+MASK_KEY = "•"
 _FIELD = re.compile(r"\{([^{}]*)\}")
 _MAX_STEPS_PER_EVENT = 200
+_NUMBER_WORDS = (set(entities.UNITS) | set(entities.TEENS) | set(entities.TENS) | set(entities.SCALES)
+                 | {"double", "triple"} | {w for w, d in entities.HOMOPHONES.items() if d is not None})
+_WORD = re.compile(r"\d+|[^\W\d_]+(?:'[^\W\d_]+)?")
+_NUMBER_GAP = re.compile(r"[\s,.\-/]*")
+_SPACES = re.compile(r"[^a-z0-9]+")
+
+
+def mask_value(slot: Slot, value: Any) -> str:
+    """A sensitive slot's value as it may be shown: ``••••``, or ``••••1234`` with ``mask: last4``."""
+    if slot.mask == "last4":
+        return MASK + re.sub(r"\D", "", str(value))[-4:]
+    return MASK
+
+
+def mask_numbers(text: str, slot: Slot) -> str:
+    """Caller words with every run of numbers (digits or number words, "4 3 2 1", "seven
+    three nine", "double four") masked; with ``mask: last4`` the last run shows the last four
+    digits of them all.  The other words are kept, so an agent still reads "can I speak to
+    someone"."""
+    runs: list[list[int]] = []
+    for match in _WORD.finditer(text):
+        word = match.group().lower()
+        if not (word[0].isdigit() or word in _NUMBER_WORDS):
+            continue
+        if runs and _NUMBER_GAP.fullmatch(text, runs[-1][1], match.start()):
+            runs[-1][1] = match.end()
+        else:
+            runs.append([match.start(), match.end()])
+    if not runs:
+        return text
+    last4 = ""
+    if slot.mask == "last4":
+        last4 = "".join(entities.extract_digits(text[a:b]) or "" for a, b in runs)[-4:]
+    out, kept = [], 0
+    for n, (start, end) in enumerate(runs):
+        out += [text[kept:start], MASK + (last4 if n == len(runs) - 1 else "")]
+        kept = end
+    out.append(text[kept:])
+    return "".join(out)
+
+
+def _normalised(text: str) -> str:
+    return f" {_SPACES.sub(' ', text.lower().replace(chr(0x2019), '').replace(chr(39), ''))} "
+
+
+class Privacy:
+    """What of a call may be kept, asked at the moment of keeping it.  The record writer
+    (``pipeline.latency.TurnClock``) asks for every caller turn and key, the recorder
+    (``records.recording``) for every 20 ms of audio; neither may cache the answers."""
+
+    def __init__(self, dialog: Dialog) -> None:
+        self._dialog = dialog
+
+    @property
+    def records(self) -> bool:
+        """The domain records this call's channel (voice), and said so at the start."""
+        return self._dialog.records
+
+    @property
+    def opted_out(self) -> bool:
+        """The caller said no: nothing more may be recorded, and what was must go."""
+        return self._dialog.opted_out
+
+    @property
+    def paused(self) -> bool:
+        """A sensitive slot is being asked for: record silence."""
+        return self._dialog.sensitive_slot() is not None
+
+    def caller_text(self, text: str) -> str:
+        """The caller's words as they may be kept (numbers masked while a sensitive slot is asked)."""
+        slot = self._dialog.sensitive_slot()
+        return text if slot is None else mask_numbers(text, slot)
+
+    def caller_key(self, digit: str) -> str:
+        """A key as it may be kept: ``•`` while a sensitive slot is asked for."""
+        return digit if self._dialog.sensitive_slot() is None else MASK_KEY
 
 
 class Dialog:
@@ -162,6 +253,11 @@ class Dialog:
         self.transfer: Transfer | None = None
         self.trace: list[TurnTrace] = []
         self.transcript: list[tuple[str, str]] = []
+        recording = self.spec.settings.recording
+        self.records = recording.record and self.context.channel != "text"
+        self.opted_out = False
+        self._opt_out_phrases = [_normalised(p) for p in recording.opt_out_phrases]
+        self.privacy = Privacy(self)
         self._rule = ""
         self._out: list[Action] = []
 
@@ -172,21 +268,34 @@ class Dialog:
         return self.state == "done"
 
     def slot_display(self) -> dict[str, str]:
-        return {name: self._spoken(name, value) for name, value in self.slots.items()}
+        """The collected slots as words, sensitive ones masked: what a trace, a record or an
+        agent may see."""
+        return {name: self._display(name, value) for name, value in self.slots.items()}
+
+    def sensitive_slot(self) -> Slot | None:
+        """The sensitive slot the dialog is asking for right now, if any."""
+        if self.state != "slot" or self.pending is None or self.pending.slot is None:
+            return None
+        slot = self.spec.slots.get(self.pending.slot)
+        return slot if slot is not None and slot.sensitive else None
 
     def handle(self, event: Event) -> list[Action]:
         self._out = []
         self._rule = ""
         self.last_prediction = None
         text = event.text if isinstance(event, UserSaid) else None
-        if text is not None:
-            self.transcript.append(("caller", text))
-        elif isinstance(event, DtmfPressed):
-            self.transcript.append(("caller", f"[DTMF {event.digit}]"))
+        shown = self.privacy.caller_text(text) if text is not None else None  # before the event answers it
+        key = self.privacy.caller_key(event.digit) if isinstance(event, DtmfPressed) else None
+        if shown is not None:
+            self.transcript.append(("caller", shown))
+        elif key is not None:
+            self.transcript.append(("caller", f"[DTMF {key}]"))
         if isinstance(event, TransferFailed) and self.transfer is not None:
             self._on_transfer_failed(event)
         elif self.state == "done":
             self._rule = "ignored:call_over"
+        elif isinstance(event, (UserSaid, DtmfPressed)) and self._opts_out(event):
+            self._opt_out("speech" if isinstance(event, UserSaid) else "dtmf")
         elif isinstance(event, CallStarted):
             self._on_start()
         elif isinstance(event, UserSaid):
@@ -205,9 +314,9 @@ class Dialog:
                 self.transcript.append(("bot", action.text))
         pred = self.last_prediction
         self.trace.append(TurnTrace(
-            event=type(event).__name__, text=text or (event.digit if isinstance(event, DtmfPressed) else None),
+            event=type(event).__name__, text=shown or key,
             intent=pred.intent if pred else None, confidence=pred.confidence if pred else None,
-            slots=self.slot_display(), rule=self._rule, actions=list(self._out),
+            slots=self.slot_display(), rule=self._rule, actions=list(self._out), privacy=self.privacy,
         ))
         return self._out
 
@@ -216,7 +325,33 @@ class Dialog:
     def _on_start(self) -> None:
         self._rule = "greeting"
         self._say("greeting")
+        if self.records:
+            self._say(self.spec.settings.recording.consent_prompt)
         self._ask_top(self.spec.settings.menu.prompt if self.spec.settings.menu else None)
+
+    def _opts_out(self, event: UserSaid | DtmfPressed) -> bool:
+        """The caller says no to the recording: by the key (unless it is being keyed as a digit
+        or a slot's option) or by the words (anywhere in what they said)."""
+        if not self.records or self.opted_out:
+            return False
+        recording = self.spec.settings.recording
+        if isinstance(event, UserSaid):
+            said = _normalised(event.text)
+            return any(phrase in said for phrase in self._opt_out_phrases)
+        if event.digit != recording.opt_out_dtmf:
+            return False
+        keyed = self.state == "slot" and self._current_slot().type in ("digits", "amount", "date")
+        return not keyed and self._dtmf_option(event.digit) is None
+
+    def _opt_out(self, how: str) -> None:
+        """Stop recording (the recorder deletes what it has), say so, and ask again what was asked."""
+        self.opted_out = True
+        self._rule = f"global:recording_opt_out:{how}"
+        prompt = self.spec.settings.recording.opted_out_prompt
+        text = self.spec.prompts.get(prompt) if prompt else None
+        self._out.append(Say(self._render(text or DEFAULT_OPTED_OUT), True, prompt if text else None))
+        if self.state != "lookup":
+            self._reask()
 
     def _on_transfer_failed(self, event: TransferFailed) -> None:
         """Say so, and offer the rest of the bot's help; asking for an agent again tries again."""
@@ -392,7 +527,8 @@ class Dialog:
 
     def _prefill(self, text: str) -> None:
         """Fill this flow's slots that the opening utterance already answered
-        ("block my card ending 4 5 6 7"), so the caller never says it twice."""
+        ("block my card ending 4 5 6 7"), so the caller never says it twice.  A sensitive slot
+        is taken only when what was said shows no more than a ``last4`` slot may show."""
         for step in self.steps:
             if step.ask and step.ask not in self.slots:
                 slot = self.spec.slots[step.ask]
@@ -401,6 +537,8 @@ class Dialog:
                     value = self._extract(slot, text)
                 elif slot.type == "choice":
                     value = self._choice_by_words(slot, text)  # "one" could be anything; "savings" is not
+                if slot.sensitive and not (slot.mask == "last4" and value is not None and len(str(value)) <= 4):
+                    continue  # a PIN or a whole card number is asked for on its own, with the recording paused
                 if value is not None:
                     self.slots[step.ask] = value
 
@@ -613,10 +751,18 @@ class Dialog:
             return ""
         return _FIELD.sub(field, template)
 
+    def _display(self, name: str, value: Any) -> str:
+        slot = self.spec.slots.get(name)
+        if slot is not None and slot.sensitive:
+            return mask_value(slot, value)
+        return self._spoken(name, value)
+
     def _spoken(self, name: str, value: Any) -> str:
         slot = self.spec.slots.get(name)
         if slot is None:
             return str(value)
+        if slot.sensitive:  # read back as the last four digits, or not at all
+            return " ".join(str(value)[-4:]) if slot.mask == "last4" else ""
         if slot.type == "digits":
             return " ".join(str(value))
         if slot.type == "amount":

@@ -79,6 +79,23 @@ class Menu(Strict):
     options: dict[str, str] = Field(description="DTMF key → intent")
 
 
+OPT_OUT_PHRASES = ["don't record", "do not record", "stop recording", "stop the recording", "no recording",
+                   "not be recorded", "not to be recorded", "don't want to be recorded"]
+
+
+class RecordingSettings(Strict):
+    """Whether this domain's voice calls are recorded, how the caller is told, and how they
+    say no.  A caller who opts out is not recorded from then on, and what was recorded of the
+    call before is deleted: they never consented to it."""
+
+    record: bool = Field(False, description="record voice calls (stereo WAV: caller left, bot and agent right)")
+    consent_prompt: str = Field("recording_consent", description="said after the greeting on every recorded call")
+    opt_out_dtmf: str | None = Field("9", description="the key that stops (and deletes) the recording; null: none")
+    opt_out_phrases: list[Annotated[str, Field(min_length=2)]] = Field(
+        default_factory=lambda: list(OPT_OUT_PHRASES), description="words that stop (and delete) the recording")
+    opted_out_prompt: str | None = Field(None, description="said when the caller opts out (default: a built-in line)")
+
+
 class DomainSettings(Strict):
     name: str
     language: str = "en"
@@ -86,6 +103,7 @@ class DomainSettings(Strict):
     nlu: NluSettings = NluSettings()
     rules: Rules = Rules()
     menu: Menu | None = None
+    recording: RecordingSettings = RecordingSettings()
 
 
 # --------------------------------------------------------------------------- intents.yaml
@@ -117,9 +135,17 @@ class Slot(Strict):
     min: float | None = None
     max: float | None = None
     options: dict[str, ChoiceOption] = {}
+    sensitive: bool = Field(False, description="card number, CVV, PIN: the recording pauses while it is asked"
+                                                " for, and records, logs and the agent see it masked")
+    mask: Literal["none", "last4"] = Field("none", description="last4: a sensitive value may show its last four"
+                                                               " digits (••••1234) and be read back as them")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Slot":
+        if self.mask == "last4" and not self.sensitive:
+            raise ValueError("'mask' applies to sensitive slots: add 'sensitive: true'")
+        if self.mask == "last4" and self.type != "digits":
+            raise ValueError(f"'mask: last4' needs a digits slot, not {self.type}")
         if self.type == "choice" and not self.options:
             raise ValueError("a choice slot needs 'options'")
         if self.type != "choice" and self.options:
@@ -327,11 +353,19 @@ def _cross_check(spec: DomainSpec, docs: dict[str, SourceDoc]) -> list[Problem]:
             if intent not in spec.intents:
                 problems.append(d.problem(path, f"menu option {key} names unknown intent {intent!r}{_suggest(intent, spec.intents)}"))
 
+    problems += _check_recording(spec, d)
+
     for name in REQUIRED_PROMPTS:
         if name not in spec.prompts:
             problems.append(Problem(p.file, p.line_of(("prompts",)), f"required prompt {name!r} is missing"))
     for name, text in spec.prompts.items():
         problems += _check_template(text, ("prompts", name), p, spec, None)
+        for field in TEMPLATE_FIELD.findall(text):
+            slot = spec.slots.get(field)
+            if slot is not None and slot.sensitive and slot.mask != "last4":
+                problems.append(p.problem(("prompts", name), f"prompt {name!r} would say sensitive slot {{{field}}}"
+                                          " aloud, into the recording and the transcript; only a slot with"
+                                          " 'mask: last4' may be read back (as its last four digits)"))
 
     for name, slot in spec.slots.items():
         for key in ("prompt", "reprompt"):
@@ -344,6 +378,35 @@ def _cross_check(spec: DomainSpec, docs: dict[str, SourceDoc]) -> list[Problem]:
 
     for name, flow in spec.flows.items():
         _check_steps(flow.steps, ("flows", name, "steps"), f, spec, problems, set(), False)
+    return problems
+
+
+def _check_recording(spec: DomainSpec, d: SourceDoc) -> list[Problem]:
+    """A recorded domain tells the caller and lets them say no, with a key nothing else uses."""
+    problems: list[Problem] = []
+    rec, rules = spec.settings.recording, spec.settings.rules
+    if not rec.record:
+        return problems
+    path: PathKey = ("recording",)
+    for field in ("consent_prompt", "opted_out_prompt"):
+        ref = getattr(rec, field)
+        if ref is not None and ref not in spec.prompts:
+            problems.append(d.problem((*path, field), f"recording.{field}: unknown prompt {ref!r}{_suggest(ref, spec.prompts)}"))
+    if rec.opt_out_dtmf is None and not rec.opt_out_phrases:
+        problems.append(d.problem(path, "a recorded domain needs a way to opt out: opt_out_dtmf, opt_out_phrases or both"))
+    key = rec.opt_out_dtmf
+    if key is not None:
+        where = (*path, "opt_out_dtmf")
+        if len(key) != 1 or key not in DTMF_KEYS - {"*", "#"}:
+            problems.append(d.problem(where, f"recording.opt_out_dtmf {key!r} is not a single digit key (0-9)"))
+        elif key == rules.agent_dtmf:
+            problems.append(d.problem(where, f"recording.opt_out_dtmf {key!r} is already rules.agent_dtmf"))
+        elif spec.settings.menu is not None and key in spec.settings.menu.options:
+            problems.append(d.problem(where, f"recording.opt_out_dtmf {key!r} is already a menu key"))
+        else:
+            for name, slot in spec.slots.items():
+                if any(option.dtmf == key for option in slot.options.values()):
+                    problems.append(d.problem(where, f"recording.opt_out_dtmf {key!r} is already a key of slot {name!r}"))
     return problems
 
 

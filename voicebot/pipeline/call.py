@@ -68,7 +68,7 @@ async def run_bot(stream: MediaStream, *, engines: Engines, backend: Backend, st
     The record's end is the caller's business (``run_call`` or ``calls.Call``): the bot may
     hand a call on that goes on long after it.  ``first_event`` resumes a call whose transfer
     failed (``TransferFailed``) with everything the caller already said."""
-    clock = TurnClock(store, call_id)
+    clock = TurnClock(store, call_id, privacy=dialog.privacy)
     seg_config = SegmenterConfig(**vars(engines.config.segmenter))
     if engines.smart_turn is not None:
         seg_config.pause_candidate_s = engines.config.smart_turn_pause_s

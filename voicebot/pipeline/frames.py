@@ -35,10 +35,27 @@ class CallerKeyFrame(DataFrame):
 
 
 @dataclass
+class RecognitionFailedFrame(DataFrame):
+    """In place of a ``CallerTextFrame``: the recogniser raised, timed out or answered something
+    that is not a transcript.  The dialog re-prompts rather than wait for words that never come."""
+
+    reason: str = "error"  # error | timeout | bad_result
+    speech_end: float = 0.0
+
+
+@dataclass
 class CallerSpeechStartedFrame(SystemFrame):
-    """VAD onset; system frame so it overtakes queued audio (barge-in)."""
+    """The caller has been speaking long enough to be a word, not a cough or a click (the
+    segmenter's ``talking_s`` of voiced speech): barge-in and the no-input timer act on this.
+    System frame so it overtakes queued audio."""
 
     at: float = 0.0
+
+
+@dataclass
+class CallerSpeechDiscardedFrame(SystemFrame):
+    """Speech that counted as talking ended without an utterance to transcribe (too short): no
+    words are coming, so the dialog waits for an answer again."""
 
 
 @dataclass
@@ -53,6 +70,24 @@ class BotSpeechFrame(DataFrame):
     text: str = ""
     interruptible: bool = True
     prompt: str | None = None
+    turn: int = 0
+
+
+@dataclass
+class PromptFailedFrame(SystemFrame):
+    """Sent upstream by the synthesiser: a prompt could not be (wholly) spoken."""
+
+    turn: int = 0
+    text: str = ""
+    prompt: str | None = None  # the prompt's id: what logs and records name (the text may hold slot values)
+    reason: str = "error"  # error | timeout | no_audio
+
+
+@dataclass
+class PromptSkippedFrame(DataFrame):
+    """Sent downstream in place of a prompt that produced no audio at all: the output counts
+    the prompt as played, so the turn still ends."""
+
     turn: int = 0
 
 

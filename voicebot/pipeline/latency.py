@@ -3,6 +3,11 @@
 Stages, all measured from the caller's last speech sample: transcript ready, dialog decision,
 first bot audio handed to the edge.  Each lands in the turn's record and in Prometheus
 histograms (``voicebot_turn_stage_seconds``).
+
+Caller words and keys are written as the dialog's ``Privacy`` allows at that moment: while a
+sensitive slot (card number, PIN) is being asked for, "[DTMF •]" and masked numbers, never the
+digits.  The clock is given the privacy view, or takes it from the first trace it sees (the
+call's first decision comes before any caller turn).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram
 
-from voicebot.nlu.dialog import Dialog, Transfer, TurnTrace
+from voicebot.nlu.dialog import Dialog, Privacy, Transfer, TurnTrace
 from voicebot.records.store import RecordStore
 
 log = logging.getLogger(__name__)
@@ -33,9 +38,10 @@ class _PendingTurn:
 
 
 class TurnClock:
-    def __init__(self, store: RecordStore, call_id: str) -> None:
+    def __init__(self, store: RecordStore, call_id: str, privacy: Privacy | None = None) -> None:
         self.store = store
         self.call_id = call_id
+        self.privacy = privacy
         self._wall = time.time() - time.monotonic()
         self._caller: _PendingTurn | None = None
         self._awaiting_audio: dict[int, _PendingTurn] = {}
@@ -47,6 +53,8 @@ class TurnClock:
 
     def caller_said(self, text: str, speech_end: float, transcript_at: float, confidence: float,
                     asr_window_s: float) -> None:
+        if self.privacy is not None:
+            text = self.privacy.caller_text(text)
         seq = self.store.add_turn(self.call_id, "caller", text, started_at=self._w(speech_end),
                                   ended_at=self._w(speech_end))
         timings = {"transcript_ms": round((transcript_at - speech_end) * 1000, 1), "asr_confidence": round(confidence, 3),
@@ -56,10 +64,13 @@ class TurnClock:
 
     def caller_keyed(self, digit: str) -> None:
         now = time.monotonic()
-        seq = self.store.add_turn(self.call_id, "caller", f"[DTMF {digit}]", started_at=self._w(now), ended_at=self._w(now))
+        key = digit if self.privacy is None else self.privacy.caller_key(digit)
+        seq = self.store.add_turn(self.call_id, "caller", f"[DTMF {key}]", started_at=self._w(now), ended_at=self._w(now))
         self._caller = _PendingTurn(seq, now, None, {})
 
     def decision(self, trace: TurnTrace, decided_at: float, bot_turn: int | None) -> None:
+        if self.privacy is None:
+            self.privacy = trace.privacy
         pending, self._caller = self._caller, None
         if pending is None:
             return

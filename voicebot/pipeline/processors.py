@@ -1,42 +1,66 @@
 """The per-call pipecat processors between the transport ends: turn taking, recognition,
-dialog and synthesis.  Each holds only per-call state; models live in the shared engines."""
+dialog and synthesis.  Each holds only per-call state; models live in the shared engines.
+
+Nothing here may leave a call waiting: a recogniser or a synthesiser that raises, hangs or
+answers nonsense is logged, counted (``voicebot_pipeline_failures_total``) and written to the
+call's record, and the dialog re-prompts the caller; a lookup always comes back with a result
+(``textchat.resolve``); and the no-input timer runs whenever the bot waits for an answer and
+the caller is not talking.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import time
 from typing import Any
 
 from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame, InterruptionFrame, StartFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from prometheus_client import Counter
 
 from voicebot.backends import Backend
 from voicebot.nlu.dialog import (Ask, CallerHungUp, CallStarted, Dialog, DtmfPressed, Event, Hangup, Lookup,
                                  LookupResult, NoInput, Say, Transfer, UserSaid)
 from voicebot.pipeline.asr import WhisperEngine
 from voicebot.pipeline.frames import (BotAudioFrame, BotDoneSpeakingFrame, BotEnd, BotHeardFrame, BotSpeechFrame,
-                                      CallerKeyFrame, CallerSpeechStartedFrame, CallerTextFrame, EndCallFrame,
-                                      ExpectFrame, FirstAudioFrame, UtteranceFrame)
+                                      CallerKeyFrame, CallerSpeechDiscardedFrame, CallerSpeechStartedFrame,
+                                      CallerTextFrame, EndCallFrame, ExpectFrame, FirstAudioFrame, PromptFailedFrame,
+                                      PromptSkippedFrame, RecognitionFailedFrame, UtteranceFrame)
 from voicebot.pipeline.latency import TurnClock
 from voicebot.pipeline.tts import PiperEngine
 from voicebot.pipeline.vad import RATE, PauseCandidate, Segmenter, SmartTurnModel, SpeechStarted, Utterance
+from voicebot.textchat import resolve
 
 log = logging.getLogger(__name__)
 
 # How long the caller may think before answering, by what the bot asked for.
 END_OF_TURN_BY_EXPECT = {"digits": 0.9, "amount": 0.7, "date": 0.7}
-LOOKUP_TIMEOUT_S = 8.0
+ASR_TIMEOUT_S = 10.0  # one utterance, queueing included: beyond this the caller is re-prompted
+TTS_TIMEOUT_S = 10.0  # one sentence of a prompt
+FAILURES = Counter("voicebot_pipeline_failures_total",
+                   "Recognition (stage asr) and synthesis (stage tts) failures; the caller is re-prompted",
+                   ["stage", "reason"])
 
 
 class TurnProcessor(FrameProcessor):
-    """VAD onset at once (for barge-in), a whole utterance at the end of the turn."""
+    """Turn taking: the caller is talking (barge-in, no-input timer) once the segmenter has
+    heard ``talking_s`` of voiced speech, and a whole utterance goes on at the end of the turn.
+
+    A burst shorter than that (a cough, a click) neither interrupts the bot nor stops the
+    timer; speech that did count but ends without an utterance says so, so the dialog waits
+    for an answer again."""
 
     def __init__(self, segmenter: Segmenter, smart_turn: SmartTurnModel | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.segmenter = segmenter
         self.smart_turn = smart_turn
         self.default_end_of_turn = segmenter.end_of_turn_s
+        self.talking_s = segmenter.config.talking_s
+        self._in_speech = False  # an onset with no utterance yet
+        self._talking = False  # ... and CallerSpeechStartedFrame has gone out for it
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -44,18 +68,37 @@ class TurnProcessor(FrameProcessor):
             now = time.monotonic()
             for event in self.segmenter.feed(frame.audio):
                 if isinstance(event, SpeechStarted):
-                    await self.push_frame(CallerSpeechStartedFrame(at=now))
+                    await self._speech_over()  # a short burst that ended within this same frame
+                    self._in_speech = True
                 elif isinstance(event, Utterance):
                     await self._utterance(event, now)
                 elif isinstance(event, PauseCandidate) and self.smart_turn is not None:
                     self.create_task(self._judge(event), name="smart-turn")
+            if self._in_speech:
+                await self._check_talking(now)
+                if not self.segmenter.speaking:  # too short to be an utterance
+                    await self._speech_over()
             return
         if isinstance(frame, ExpectFrame):
             self.segmenter.end_of_turn_s = END_OF_TURN_BY_EXPECT.get(frame.expect, self.default_end_of_turn)
             return
         await self.push_frame(frame, direction)
 
+    async def _check_talking(self, now: float) -> None:
+        if self._in_speech and not self._talking and self.segmenter.voiced_s >= self.talking_s:
+            self._talking = True
+            await self.push_frame(CallerSpeechStartedFrame(at=now))
+
+    async def _speech_over(self) -> None:
+        """The speech since the last onset ended without an utterance."""
+        talking = self._talking
+        self._in_speech = self._talking = False
+        if talking:
+            await self.push_frame(CallerSpeechDiscardedFrame())
+
     async def _utterance(self, event: Utterance, now: float) -> None:
+        await self._check_talking(now)
+        self._in_speech = self._talking = False
         lag = (self.segmenter.position - event.end_sample) / RATE
         await self.push_frame(UtteranceFrame(pcm=event.pcm, sample_rate=RATE, speech_end=now - lag))
 
@@ -69,6 +112,9 @@ class TurnProcessor(FrameProcessor):
 
 
 class Recognizer(FrameProcessor):
+    """Utterance in, transcript out; a recogniser that raises, hangs (``ASR_TIMEOUT_S``) or
+    answers something that is not a transcript yields a ``RecognitionFailedFrame``."""
+
     def __init__(self, engine: WhisperEngine, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.engine = engine
@@ -79,16 +125,47 @@ class Recognizer(FrameProcessor):
             await self.push_frame(frame, direction)
             return
         try:
-            result = await self.engine.transcribe(frame.pcm, frame.sample_rate)
-        except Exception:
-            log.exception("speech recognition failed for one utterance")
+            result = await asyncio.wait_for(self.engine.transcribe(frame.pcm, frame.sample_rate), ASR_TIMEOUT_S)
+        except TimeoutError:
+            await self._failed("timeout", frame, f"no transcript within {ASR_TIMEOUT_S:g} s")
             return
-        await self.push_frame(CallerTextFrame(text=result.text, confidence=result.confidence,
-                                              language=result.language, speech_end=frame.speech_end,
-                                              transcript_at=time.monotonic(), asr_window_s=result.window_s))
+        except Exception as exc:
+            await self._failed("error", frame, repr(exc))
+            return
+        fields = _transcript_fields(result)
+        if fields is None:
+            await self._failed("bad_result", frame, f"not a transcript: {result!r:.200}")
+            return
+        text, confidence, language, window_s = fields
+        await self.push_frame(CallerTextFrame(text=text, confidence=confidence, language=language,
+                                              speech_end=frame.speech_end, transcript_at=time.monotonic(),
+                                              asr_window_s=window_s))
+
+    async def _failed(self, reason: str, frame: UtteranceFrame, detail: str) -> None:
+        log.warning("speech recognition failed (%s) for a %.1f s utterance: %s", reason,
+                    len(frame.pcm) / 2 / frame.sample_rate, detail)
+        FAILURES.labels("asr", reason).inc()
+        await self.push_frame(RecognitionFailedFrame(reason=reason, speech_end=frame.speech_end))
+
+
+def _transcript_fields(result: Any) -> tuple[str, float, str, float] | None:
+    """(text, confidence, language, window) of a recogniser's answer, or None if it is not a transcript."""
+    try:
+        text, language = result.text, result.language
+        confidence, window_s = float(result.confidence), float(result.window_s)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if not (isinstance(text, str) and isinstance(language, str) and math.isfinite(confidence)
+            and 0.0 <= confidence <= 1.0 and math.isfinite(window_s)):
+        return None
+    return text, confidence, language, window_s
 
 
 class Synthesizer(FrameProcessor):
+    """Prompt text in, audio out.  A voice that raises, hangs (``TTS_TIMEOUT_S`` a sentence) or
+    yields nothing ends the prompt with what it did produce (or a ``PromptSkippedFrame``) and
+    tells the dialog upstream (``PromptFailedFrame``): the turn ends and the call goes on."""
+
     def __init__(self, engine: PiperEngine, sample_rate: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.engine = engine
@@ -99,17 +176,44 @@ class Synthesizer(FrameProcessor):
         if not isinstance(frame, BotSpeechFrame):
             await self.push_frame(frame, direction)
             return
-        cached = self.engine.is_cached(frame.text, self.sample_rate)
-        chunks = self.engine.stream(frame.text, self.sample_rate)
         previous: bytes | None = None
         first = True
-        async for pcm in chunks:  # hold one chunk back so the last one can say so
-            if previous is not None:
-                await self.push_frame(self._audio(frame, previous, first, False, cached))
-                first = False
-            previous = pcm
+        cached = False
+        reason: str | None = None
+        chunks = None
+        try:
+            cached = self.engine.is_cached(frame.text, self.sample_rate)
+            chunks = self.engine.stream(frame.text, self.sample_rate)
+            while True:  # hold one chunk back so the last one can say so
+                try:
+                    pcm = await asyncio.wait_for(anext(chunks), TTS_TIMEOUT_S)
+                except StopAsyncIteration:
+                    break
+                if previous is not None:
+                    await self.push_frame(self._audio(frame, previous, first, False, cached))
+                    first = False
+                previous = pcm
+        except TimeoutError:
+            reason, detail = "timeout", f"no audio within {TTS_TIMEOUT_S:g} s"
+        except Exception as exc:
+            reason, detail = "error", repr(exc)
+        finally:
+            if chunks is not None:
+                with contextlib.suppress(Exception):
+                    await chunks.aclose()
         if previous is not None:
             await self.push_frame(self._audio(frame, previous, first, True, cached))
+        elif reason is None:
+            reason, detail = "no_audio", "the voice produced no audio"
+        if reason is None:
+            return
+        log.warning("speech synthesis failed (%s) for prompt %s of turn %d: %s", reason, frame.prompt or "(no id)",
+                    frame.turn, detail)
+        FAILURES.labels("tts", reason).inc()
+        await self.push_frame(PromptFailedFrame(turn=frame.turn, text=frame.text, prompt=frame.prompt, reason=reason),
+                              FrameDirection.UPSTREAM)
+        if previous is None:
+            await self.push_frame(PromptSkippedFrame(turn=frame.turn))
 
     def _audio(self, frame: BotSpeechFrame, pcm: bytes, first: bool, last: bool, cached: bool) -> BotAudioFrame:
         return BotAudioFrame(pcm=pcm, sample_rate=self.sample_rate, text=frame.text, turn=frame.turn,
@@ -117,7 +221,13 @@ class Synthesizer(FrameProcessor):
 
 
 class DialogProcessor(FrameProcessor):
-    """Frames ⇄ the pure Dialog; barge-in policy; silence timer; the call record."""
+    """Frames ⇄ the pure Dialog; barge-in policy; silence timer; the call record.
+
+    The no-input timer runs while the dialog waits for an answer, the bot is quiet and the
+    caller is not talking: it starts when the bot's question has been played, stops when the
+    caller talks or keys, and starts again whenever that comes to nothing (speech too short to
+    transcribe, an empty transcript, a key that only collects a digit).  A recognition failure,
+    and a question the synthesiser could not speak, re-prompt at once (``NoInput``)."""
 
     def __init__(self, dialog: Dialog, backend: Backend, clock: TurnClock, call_id: str,
                  no_input_s: float = 7.0, first_event: Event | None = None, **kwargs: Any) -> None:
@@ -133,6 +243,8 @@ class DialogProcessor(FrameProcessor):
         self._speaking = False
         self._interruptible = True
         self._waiting_answer = False
+        self._asked: str | None = None  # the text of this turn's question, if it asked one
+        self._reprompt = False  # this turn's question was not spoken: ask again once the turn ends
         self._no_input_task: asyncio.Task[None] | None = None
         self._started = False
         self.end: BotEnd | None = None  # set when the bot lets go of the call
@@ -146,13 +258,24 @@ class DialogProcessor(FrameProcessor):
                 await self._run(self.first_event)
         elif isinstance(frame, CallerSpeechStartedFrame):
             await self._caller_active(frame.at, "speech")
+        elif isinstance(frame, CallerSpeechDiscardedFrame):
+            self._wait_again()
         elif isinstance(frame, CallerTextFrame):
             if frame.text.strip():
                 self.clock.caller_said(frame.text, frame.speech_end, frame.transcript_at, frame.confidence,
                                        frame.asr_window_s)
                 await self._run(UserSaid(frame.text, frame.confidence, frame.language))
-            elif self._waiting_answer and not self._speaking:
-                self._arm_no_input()  # noise, not speech: keep waiting
+            else:
+                self._wait_again()  # noise, not speech: keep waiting
+        elif isinstance(frame, RecognitionFailedFrame):
+            self.clock.store.event(self.call_id, "asr_failed", {"reason": frame.reason})
+            if self._waiting_answer and not self._speaking and not self.dialog.ended:
+                await self._run(NoInput())  # the caller said something nobody could hear: ask again
+        elif isinstance(frame, PromptFailedFrame):
+            self.clock.store.event(self.call_id, "tts_failed", {"turn": frame.turn, "prompt": frame.prompt,
+                                                               "reason": frame.reason})
+            if frame.turn == self.turn and frame.text == self._asked:
+                self._reprompt = True
         elif isinstance(frame, CallerKeyFrame):
             await self._caller_active(time.monotonic(), "dtmf")
             self.clock.caller_keyed(frame.digit)
@@ -164,7 +287,10 @@ class DialogProcessor(FrameProcessor):
         elif isinstance(frame, BotDoneSpeakingFrame):
             if frame.turn == self.turn and frame.prompts_done >= self._prompts_in_turn:
                 self._speaking = False
-                if self._waiting_answer:
+                if self._reprompt and self._waiting_answer:
+                    self._reprompt = False
+                    await self._run(NoInput())
+                elif self._waiting_answer:
                     self._arm_no_input()
         elif isinstance(frame, EndFrame):
             self._cancel_no_input()
@@ -194,15 +320,11 @@ class DialogProcessor(FrameProcessor):
             if lookups:
                 if spoken:
                     await self._emit(spoken, first_trace, decided_at)
-                lookup = lookups[0]
+                self._waiting_answer = False  # the dialog waits for the backend now, not the caller
+                self._cancel_no_input()
                 started = time.monotonic()
-                try:
-                    result = await asyncio.wait_for(self.backend.lookup(lookup.name, lookup.args, self.call_id),
-                                                    LOOKUP_TIMEOUT_S)
-                except (asyncio.TimeoutError, Exception) as exc:  # never let a backend kill a call
-                    log.warning("lookup %s failed: %r", lookup.name, exc)
-                    result = LookupResult(lookup.name, False, {}, "backend_timeout")
-                self.clock.lookup(lookup.name, result.ok, time.monotonic() - started)
+                result = await resolve(self.backend, lookups[0], self.call_id)
+                self._record_lookup(result, time.monotonic() - started)
                 actions = self.dialog.handle(result)
                 continue
             await self._emit(spoken, first_trace, decided_at)
@@ -213,11 +335,14 @@ class DialogProcessor(FrameProcessor):
         trace = self.dialog.trace[first_trace]
         if not actions:
             self.clock.decision(trace, decided_at, None)
+            self._wait_again()  # e.g. a key that only collected a digit: the entry may time out
             return
         self.turn += 1
         self._prompts_in_turn = 0
         self.clock.decision(trace, decided_at, self.turn)
         self._waiting_answer = False
+        self._asked = None
+        self._reprompt = False
         for action in actions:
             if isinstance(action, (Say, Ask)):
                 interruptible = action.interruptible if isinstance(action, Say) else True
@@ -227,6 +352,7 @@ class DialogProcessor(FrameProcessor):
                 self.clock.bot_said(self.turn, action.text)
                 if isinstance(action, Ask):
                     self._waiting_answer = True
+                    self._asked = action.text
                     await self.push_frame(ExpectFrame(expect=action.expect), FrameDirection.UPSTREAM)
                 await self.push_frame(BotSpeechFrame(text=action.text, interruptible=interruptible,
                                                      prompt=action.prompt, turn=self.turn))
@@ -237,6 +363,20 @@ class DialogProcessor(FrameProcessor):
             elif isinstance(action, Hangup):
                 self.end = BotEnd("hangup", action.reason)
                 await self.push_frame(EndCallFrame(end=self.end))
+
+    def _record_lookup(self, result: LookupResult, seconds: float) -> None:
+        """The record's lookup event, with what went wrong (backend_error, backend_timeout,
+        backend_bad_reply, or the backend's own error) when it did."""
+        data: dict[str, Any] = {"name": result.name, "ok": result.ok, "ms": round(seconds * 1000, 1)}
+        if not result.ok:
+            data["error"] = result.error or "failed"
+        self.clock.store.event(self.call_id, "lookup", data)
+
+    def _wait_again(self) -> None:
+        """What the caller did came to nothing: if the bot is waiting for an answer and nothing
+        is timing the wait, time it again."""
+        if self._waiting_answer and not self._speaking and not self.dialog.ended and self._no_input_task is None:
+            self._arm_no_input()
 
     def _arm_no_input(self) -> None:
         self._cancel_no_input()

@@ -13,7 +13,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from voicebot.audio import resample
 from voicebot.media import AudioChunk, Dtmf, MediaStream
 from voicebot.pipeline.frames import (BotAudioFrame, BotDoneSpeakingFrame, BotHeardFrame, CallerKeyFrame,
-                                      EndCallFrame, FirstAudioFrame)
+                                      EndCallFrame, FirstAudioFrame, PromptSkippedFrame)
 
 log = logging.getLogger(__name__)
 PIPELINE_RATE = 16000
@@ -82,6 +82,8 @@ class MediaOutput(FrameProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, BotAudioFrame):
             await self._play(frame)
+        elif isinstance(frame, PromptSkippedFrame):
+            self._skip(frame.turn)
         elif isinstance(frame, InterruptionFrame):
             await self._barge_in()
             await self.push_frame(frame, direction)
@@ -125,6 +127,14 @@ class MediaOutput(FrameProcessor):
         if frame.last:
             self._lasts += 1
             self._awaiting_done = True
+
+    def _skip(self, turn: int) -> None:
+        """A prompt without audio (synthesis failed) counts as played: the turn still ends."""
+        if turn != self._turn:
+            self._turn, self._lasts = turn, 0
+            self._placed = []
+        self._lasts += 1
+        self._awaiting_done = True
 
     async def _barge_in(self) -> None:
         report = self.stream.clear()

@@ -3,8 +3,12 @@
 One Silero ONNX session per process (the weights ship in the pipecat wheel); each call keeps
 only its recurrent state, so a call costs a few kilobytes, not a model.  webrtcvad is the
 lighter option.  ``Segmenter`` turns per-window speech probabilities into utterances: it
-reports speech onset at once (barge-in needs it within 100 ms) and the end of a turn after a
-silence timeout that the dialog may lengthen while it waits for keyed-in-style digit strings.
+reports speech onset at once and the end of a turn after a silence timeout that the dialog may
+lengthen while it waits for keyed-in-style digit strings.  ``voiced_s`` says how much of the
+current stretch of speech was voiced: the pipeline lets the caller barge in, or stop the
+no-input timer, only once that reaches ``talking_s`` (a cough or a click is shorter than a word).
+Voiced windows are those Silero calls speech that also carry sound: its score lingers a window
+or two after a click has ended, and that hangover must not make a click as long as a word.
 """
 
 from __future__ import annotations
@@ -102,6 +106,10 @@ class SmartTurnModel:
 class SegmenterConfig:
     threshold: float = 0.5
     start_s: float = 0.064  # speech needed before onset is reported
+    # voiced speech before the caller counts as talking (barge-in, no-input timer): a voiced
+    # burst of 120-150 ms makes at most 5 voiced windows (0.16 s), a one-syllable word 7-12
+    talking_s: float = 0.18
+    voiced_floor_dbfs: float = -50.0  # a window quieter than this is not voiced, whatever the VAD says
     end_of_turn_s: float = 0.25  # silence that ends a turn (with smart turn: the fallback)
     pause_candidate_s: float | None = None  # with smart turn: silence after which to ask it
     preroll_s: float = 0.3
@@ -142,6 +150,9 @@ class Segmenter:
         self._speaking = False
         self._speech_run = 0
         self._silence_run = 0
+        self._voiced = 0  # voiced windows since the onset
+        self._voiced_run = 0  # voiced windows in the speech run before the onset
+        self._floor = 10 ** (self.config.voiced_floor_dbfs / 20)
         self._preroll: deque[bytes] = deque(maxlen=max(1, int(self.config.preroll_s / WINDOW_S)))
         self._utterance: list[bytes] = []
         self._start = 0
@@ -154,6 +165,11 @@ class Segmenter:
     @property
     def speaking(self) -> bool:
         return self._speaking
+
+    @property
+    def voiced_s(self) -> float:
+        """Voiced time in the current stretch of speech (the last one until the next onset)."""
+        return self._voiced * WINDOW_S
 
     @property
     def position(self) -> int:
@@ -170,8 +186,9 @@ class Segmenter:
             chunk = data[offset:offset + step]
             window = np.frombuffer(chunk, dtype=np.int16).astype(np.float32) / 32768.0
             speech = self.scorer(window) >= self.config.threshold
+            sound = float(np.sqrt(np.mean(window * window))) > self._floor
             self._position += WINDOW
-            events += self._step(chunk, speech)
+            events += self._step(chunk, speech, speech and sound)
         return events
 
     def end_turn(self, pause_id: int) -> list[Utterance]:
@@ -181,11 +198,12 @@ class Segmenter:
             return [e for e in self._finish() if isinstance(e, Utterance)]
         return []
 
-    def _step(self, chunk: bytes, speech: bool) -> list[SpeechStarted | Utterance | PauseCandidate]:
+    def _step(self, chunk: bytes, speech: bool, voiced: bool) -> list[SpeechStarted | Utterance | PauseCandidate]:
         cfg = self.config
         if not self._speaking:
             self._preroll.append(chunk)
             self._speech_run = self._speech_run + 1 if speech else 0
+            self._voiced_run = self._voiced_run + voiced if speech else 0
             if self._speech_run * WINDOW_S >= cfg.start_s:
                 self._speaking = True
                 self._silence_run = 0
@@ -193,9 +211,11 @@ class Segmenter:
                 self._start = self._position - len(self._utterance) * WINDOW
                 self._onset = self._position - self._speech_run * WINDOW
                 self._last_speech = self._position
+                self._voiced = self._voiced_run
                 return [SpeechStarted(self._onset)]
             return []
         self._utterance.append(chunk)
+        self._voiced += voiced
         if speech:
             self._silence_run = 0
             self._last_speech = self._position
@@ -212,7 +232,7 @@ class Segmenter:
 
     def _finish(self) -> list[SpeechStarted | Utterance]:
         self._speaking = False
-        self._speech_run = 0
+        self._speech_run = self._voiced_run = 0
         # Keep ~200 ms of what the VAD called silence: soft word endings ("seven") live there.
         trailing = max(0, self._silence_run - int(0.2 / WINDOW_S))
         self._silence_run = 0

@@ -1,8 +1,14 @@
-"""SQLite call records, written as the call goes: every finished turn is committed at once,
-so a crash loses at most the turn in progress.
+"""SQLite call records, written as the call goes: every finished turn is committed within a
+commit's time, so a crash loses at most the turn in progress and the last batch of writes.
 
-One connection per store, used from one thread at a time (the event loop's); WAL mode lets
-readers (the HTTP API) see committed turns while a call is still running.
+Writes never wait on the disk in the caller's thread: they are queued to the store's one
+writer thread (``records.writer``), which commits them in batches, and the methods that answer
+something (a call's id, a turn's seq) make it in Python: ids are uuids, a call's turn numbers
+come from a counter per call (seeded from the database for a call this store did not start).
+Reads go straight to their own connection (WAL mode lets them see committed turns while a call
+is still running) after the writes queued before them are committed, so a read sees every
+write made before it.  On start the server closes the calls a crash left open
+(``close_calls_in_flight``).
 
 A call's life is written down by its owner (``calls.py``): states ivr → queued → offered →
 connected → wrap_up → ended | abandoned | transferred_out (``CALL_STATES``), the agent it was
@@ -19,9 +25,12 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from voicebot.records.writer import FlushingLock, Writer
 
 CALL_STATES = ("ivr", "queued", "offered", "connected", "wrap_up", "ended", "abandoned", "transferred_out")
 FINAL_STATES = ("ended", "abandoned", "transferred_out")
@@ -104,13 +113,24 @@ class RecordStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-            self._upgrade()
-            self._db.executescript(LATE_INDEXES)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._upgrade()
+        self._db.executescript(LATE_INDEXES)
+        # The writer's own connection (an in-memory database has just the one, shared under a mutex).
+        mutex = threading.Lock()
+        if self.path == ":memory:":
+            self._writer = Writer(self._db, self.path, mutex)
+        else:
+            wdb = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            wdb.row_factory = sqlite3.Row
+            wdb.execute("PRAGMA synchronous=NORMAL")
+            self._writer = Writer(wdb, self.path)
+        self._lock = FlushingLock(self._writer, self.path, mutex)  # reads: pending writes first
+        self._seqs: dict[str, int] = {}  # call id -> its next turn's seq
+        self._seqs_lock = threading.Lock()
+        weakref.finalize(self, self._writer.close)  # a store never closed still commits what it queued
 
     def _upgrade(self) -> None:
         for table, columns in UPGRADES.items():
@@ -125,20 +145,34 @@ class RecordStore:
                         raise
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
-        with self._lock:
-            self._db.execute(sql, args)
+        """Queued to the writer thread; returns at once."""
+        self._writer.put(((sql, args),))
 
     def _write_all(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
-        """Several statements committed together: one WAL commit, and no reader sees half."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                for sql, args in statements:
-                    self._db.execute(sql, args)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        """Several statements committed together (no reader sees half); queued, returns at once."""
+        self._writer.put(tuple(statements))
+
+    def flush(self) -> None:
+        """Wait until every write made so far is committed."""
+        self._writer.flush()
+
+    def _next_seq(self, call_id: str) -> int:
+        with self._seqs_lock:
+            seq = self._seqs.get(call_id)
+        if seq is None:  # a call this store did not start (or has forgotten): ask the database
+            with self._lock:
+                row = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM turns WHERE call_id = ?",
+                                       (call_id,)).fetchone()
+            seq = int(row[0])
+        with self._seqs_lock:
+            seq = max(seq, self._seqs.get(call_id, 0))
+            self._seqs[call_id] = seq + 1
+        return seq
+
+    def _forget_seq(self, call_id: str) -> None:
+        """A call is over: a turn written later (an agent leg's transcript) counts on from the database."""
+        with self._seqs_lock:
+            self._seqs.pop(call_id, None)
 
     def _event_row(self, call_id: str, kind: str, data: dict[str, Any] | None) -> tuple[str, tuple[Any, ...]]:
         return ("INSERT INTO events (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
@@ -148,6 +182,8 @@ class RecordStore:
 
     def start_call(self, channel: str, caller: str = "", domain: str = "", call_id: str | None = None) -> str:
         call_id = call_id or uuid.uuid4().hex
+        with self._seqs_lock:
+            self._seqs[call_id] = 0
         self._write("INSERT INTO calls (id, channel, caller, domain, started_at) VALUES (?, ?, ?, ?, ?)",
                     (call_id, channel, caller, domain, self.clock()))
         self.event(call_id, "call_started", {"channel": channel, "caller": caller})
@@ -160,25 +196,25 @@ class RecordStore:
         then the agent's id)."""
         if speaker not in SPEAKERS:
             raise ValueError(f"speaker must be one of {', '.join(SPEAKERS)}, not {speaker!r}")
-        with self._lock:
-            row = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM turns WHERE call_id = ?", (call_id,)).fetchone()
-            seq = int(row[0])
-            self._db.execute(
-                "INSERT INTO turns (call_id, seq, speaker, text, started_at, ended_at, intent, confidence, slots, rule,"
-                " timings, agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (call_id, seq, speaker, text, started_at, ended_at, intent, confidence,
-                 json.dumps(slots or {}), rule, json.dumps(timings or {}), agent))
+        seq = self._next_seq(call_id)
+        self._write(
+            "INSERT INTO turns (call_id, seq, speaker, text, started_at, ended_at, intent, confidence, slots, rule,"
+            " timings, agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (call_id, seq, speaker, text, started_at, ended_at, intent, confidence,
+             json.dumps(slots or {}), rule, json.dumps(timings or {}), agent))
         return seq
 
     def update_turn(self, call_id: str, seq: int, *, timings: dict[str, float] | None = None,
                     heard: str | None = None, ended_at: float | None = None) -> None:
-        with self._lock:
-            row = self._db.execute("SELECT timings FROM turns WHERE call_id = ? AND seq = ?", (call_id, seq)).fetchone()
+        def merge(db: sqlite3.Connection) -> None:  # in the writer: sees the turn's insert, queued before
+            row = db.execute("SELECT timings FROM turns WHERE call_id = ? AND seq = ?", (call_id, seq)).fetchone()
             if row is None:
                 return
-            merged = {**json.loads(row["timings"]), **(timings or {})}
-            self._db.execute("UPDATE turns SET timings = ?, heard = COALESCE(?, heard), ended_at = COALESCE(?, ended_at)"
-                             " WHERE call_id = ? AND seq = ?", (json.dumps(merged), heard, ended_at, call_id, seq))
+            merged = {**json.loads(row[0]), **(timings or {})}
+            db.execute("UPDATE turns SET timings = ?, heard = COALESCE(?, heard), ended_at = COALESCE(?, ended_at)"
+                       " WHERE call_id = ? AND seq = ?", (json.dumps(merged), heard, ended_at, call_id, seq))
+
+        self._writer.put(merge)
 
     def set_turn_nlu(self, call_id: str, seq: int, intent: str | None, confidence: float | None,
                      slots: dict[str, Any], rule: str) -> None:
@@ -199,6 +235,8 @@ class RecordStore:
             raise TypeError(f"set_state() got unexpected fields {', '.join(unknown)};"
                             f" allowed: {', '.join(CALL_FIELDS)}")
         columns = {"state": state, **fields}
+        if state in FINAL_STATES:
+            self._forget_seq(call_id)
         if state in ("queued", "ivr"):
             columns.setdefault("agent", None)
         self._write_all([
@@ -245,6 +283,8 @@ class RecordStore:
         when the agent still has the call's paperwork to do (set_state moves it on)."""
         if state not in CALL_STATES:
             raise ValueError(f"a call's state is one of {', '.join(CALL_STATES)}, not {state!r}")
+        if state in FINAL_STATES:
+            self._forget_seq(call_id)
         self._write_all([
             ("UPDATE calls SET ended_at = ?, state = ?, outcome = COALESCE(outcome, ?) WHERE id = ?",
              (self.clock(), state, outcome, call_id)),
@@ -257,6 +297,36 @@ class RecordStore:
         self._write("UPDATE calls SET ended_at = NULL, outcome = NULL, state = 'ivr', transfer_queue = NULL,"
                     " transfer_reason = NULL, transfer_priority = NULL, transfer_skills = NULL WHERE id = ?", (call_id,))
         self.event(call_id, "transfer_failed", data)
+
+    def close_calls_in_flight(self, reason: str = "the server stopped during the call") -> list[str]:
+        """Close the calls a crash left open.  One the caller was still on (ivr, queued, offered,
+        connected; or a final state without an end time, such as a bridged transfer out) gets
+        outcome 'abnormal', state 'ended' (a final state is kept) and ends at the last thing
+        recorded of it; one in 'wrap_up' (the caller had gone, the agent's paperwork died with
+        the server) is 'ended' and keeps its outcome and end time.  A "state" event says why.
+        The server calls this on start, before it takes calls; returns the ids closed."""
+        now = self.clock()
+        final = ", ".join(f"'{s}'" for s in FINAL_STATES)
+
+        def sweep(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute("SELECT id, state, started_at, ended_at, outcome FROM calls"
+                              f" WHERE state NOT IN ({final}) OR ended_at IS NULL").fetchall()
+            for call_id, state, started_at, ended_at, outcome in rows:
+                closed = state if state in FINAL_STATES else "ended"
+                if state == "wrap_up":
+                    ended_at = ended_at if ended_at is not None else now
+                else:
+                    last = db.execute("SELECT MAX(t) FROM (SELECT MAX(at) AS t FROM events WHERE call_id = ?"
+                                      " UNION ALL SELECT MAX(COALESCE(ended_at, started_at)) FROM turns WHERE call_id = ?)",
+                                      (call_id, call_id)).fetchone()[0]
+                    ended_at, outcome = max(started_at, ended_at or 0.0, last or 0.0), "abnormal"
+                db.execute("UPDATE calls SET state = ?, outcome = ?, ended_at = ? WHERE id = ?",
+                           (closed, outcome, ended_at, call_id))
+                db.execute(*self._event_row(call_id, "state", {"state": closed, "outcome": outcome, "was": state,
+                                                               "reason": reason}))
+            return [row[0] for row in rows]
+
+        return self._writer.call(sweep)
 
     def log_queue_event(self, ev: Any) -> None:
         """One queue_log line (a handoff.events.LogEvent, or anything with its fields:
@@ -324,8 +394,92 @@ class RecordStore:
         return [_queue_row(r) for r in rows]
 
     def close(self) -> None:
+        """Commit every queued write, then close."""
+        self._writer.close()  # it closes its own connection
         with self._lock:
             self._db.close()
+
+    # ------------------------------------------------------------------ recordings, retention, data requests
+
+    def recording(self, call_id: str) -> dict[str, Any] | None:
+        """The call's recording as its last ``recording`` event says (path, sample_rate, channels,
+        and duration_s once finished), or None: never recorded, or deleted since."""
+        with self._lock:
+            rows = self._db.execute("SELECT kind, data FROM events WHERE call_id = ? AND kind IN"
+                                    " ('recording', 'recording_deleted', 'retention_purged') ORDER BY at, rowid",
+                                    (call_id,)).fetchall()
+        if not rows or rows[-1]["kind"] != "recording":
+            return None
+        return dict(json.loads(rows[-1]["data"]))
+
+    def recording_paths(self, call_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Every file a ``recording`` event of these calls names, by call."""
+        paths: dict[str, list[str]] = {}
+        for chunk in self._id_chunks(call_ids):
+            marks = ", ".join("?" * len(chunk))
+            with self._lock:
+                rows = self._db.execute(f"SELECT call_id, data FROM events WHERE kind = 'recording' AND call_id IN"
+                                        f" ({marks}) ORDER BY at, rowid", chunk).fetchall()
+            for row in rows:
+                path = json.loads(row["data"]).get("path")
+                if path and path not in paths.setdefault(row["call_id"], []):
+                    paths[row["call_id"]].append(path)
+        return paths
+
+    def calls_of_caller(self, caller: str) -> list[str]:
+        """Every call from this caller number, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM calls WHERE caller = ? ORDER BY started_at", (caller,)).fetchall()
+        return [row["id"] for row in rows]
+
+    def calls_to_purge(self, before: float) -> list[str]:
+        """Calls started before ``before`` that still hold words or a recording."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM calls c WHERE started_at < ? AND (EXISTS (SELECT 1 FROM turns t WHERE t.call_id = c.id)"
+                " OR EXISTS (SELECT 1 FROM events e WHERE e.call_id = c.id AND e.kind IN ('recording', 'barge_in_heard')))"
+                " ORDER BY started_at", (before,)).fetchall()
+        return [row["id"] for row in rows]
+
+    def delete_calls(self, call_ids: Iterable[str]) -> dict[str, int]:
+        """Every row of these calls (a caller's request to be forgotten): the call, its turns,
+        events and queue_log lines.  Returns how many rows of each table go."""
+        counts = {"calls": 0, "turns": 0, "events": 0, "queue_log": 0}
+        for chunk in self._id_chunks(call_ids):
+            marks = ", ".join("?" * len(chunk))
+            where = {"calls": f"id IN ({marks})", "turns": f"call_id IN ({marks})",
+                     "events": f"call_id IN ({marks})", "queue_log": f"call_id IN ({marks})"}
+            with self._lock:
+                for table, condition in where.items():
+                    counts[table] += int(self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {condition}",
+                                                          chunk).fetchone()[0])
+            self._write_all([(f"DELETE FROM {table} WHERE {condition}", tuple(chunk))
+                             for table, condition in where.items()])
+        return counts
+
+    def purge_transcripts(self, call_ids: Iterable[str], reason: str) -> dict[str, int]:
+        """Forget what was said on these calls (their turns, the words in barge-in events, and
+        the recording events, whose files the caller deletes), keeping each call, its states and
+        its queue_log lines for the reports; a ``retention_purged`` event says why."""
+        counts = {"turns": 0, "events": 0}
+        for chunk in self._id_chunks(call_ids):
+            marks = ", ".join("?" * len(chunk))
+            events = f"call_id IN ({marks}) AND kind IN ('recording', 'barge_in_heard')"
+            with self._lock:
+                counts["turns"] += int(self._db.execute(f"SELECT COUNT(*) FROM turns WHERE call_id IN ({marks})",
+                                                        chunk).fetchone()[0])
+                counts["events"] += int(self._db.execute(f"SELECT COUNT(*) FROM events WHERE {events}",
+                                                         chunk).fetchone()[0])
+            self._write_all([(f"DELETE FROM turns WHERE call_id IN ({marks})", tuple(chunk)),
+                             (f"DELETE FROM events WHERE {events}", tuple(chunk)),
+                             *(self._event_row(call_id, "retention_purged", {"reason": reason}) for call_id in chunk)])
+        return counts
+
+    @staticmethod
+    def _id_chunks(call_ids: Iterable[str], size: int = 500) -> list[list[str]]:
+        """Call ids in pieces small enough for one ``IN (...)``."""
+        ids = list(dict.fromkeys(call_ids))
+        return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
 def _call(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Who may call, per trunk, and how fast.  A trunk is the source networks a PBX, SBC or
-carrier sends from, and/or the digest credentials it must present.  Pure: an address, an
-Authorization header and the time in, a verdict out."""
+"""Who may call, per trunk, and how fast; how many TCP connections anyone may hold.  A trunk
+is the source networks a PBX, SBC or carrier sends from, and/or the digest credentials it
+must present.  Pure: an address, an Authorization header and the time in, a verdict out."""
 
 from __future__ import annotations
 
@@ -38,14 +38,17 @@ class Verdict:
 
 
 class AccessPolicy:
-    def __init__(self, trunks: list[Trunk], realm: str = "voicebot") -> None:
+    def __init__(self, trunks: list[Trunk], realm: str = "voicebot",
+                 algorithms: tuple[str, ...] = ("SHA-256", "MD5")) -> None:
         self.trunks = trunks
         key = secrets.token_bytes(32)  # one nonce key: a challenge from any trunk verifies on all
-        self._auth = {t.name: DigestAuthenticator(realm, t.credentials, key=key) for t in trunks if t.credentials}
+        self._auth = {t.name: DigestAuthenticator(realm, t.credentials, tuple(algorithms), key=key)
+                      for t in trunks if t.credentials}
 
-    def check(self, source_ip: str, method: str, authorization: str | None) -> Verdict:
+    def check(self, source_ip: str, method: str, uri: str, authorization: str | None) -> Verdict:
         """The first trunk whose networks hold the source decides; a source no trunk's networks
-        hold may still authenticate against a credentials-only trunk."""
+        hold may still authenticate against a credentials-only trunk.  ``uri`` is the
+        request's Request-URI (the digest must name it)."""
         try:
             ip = ipaddress.ip_address(source_ip)
         except ValueError:
@@ -54,14 +57,14 @@ class AccessPolicy:
         if by_network is not None:
             if not by_network.credentials:
                 return Verdict("allow", by_network.name)
-            return self._digest([by_network], method, authorization)
+            return self._digest([by_network], method, uri, authorization)
         open_to_all = [t for t in self.trunks if not t.networks]
         if not open_to_all:
             return Verdict("forbid", why="source on no trunk")
-        return self._digest(open_to_all, method, authorization)
+        return self._digest(open_to_all, method, uri, authorization)
 
-    def _digest(self, trunks: list[Trunk], method: str, authorization: str | None) -> Verdict:
-        verdicts = [(t, self._auth[t.name].verify(method, authorization)) for t in trunks]
+    def _digest(self, trunks: list[Trunk], method: str, uri: str, authorization: str | None) -> Verdict:
+        verdicts = [(t, self._auth[t.name].verify(method, uri, authorization)) for t in trunks]
         ok = next((t for t, v in verdicts if v == "ok"), None)
         if ok is not None:
             return Verdict("allow", ok.name)
@@ -77,6 +80,8 @@ class SetupLimiter:
     """A token bucket on call setups (burst: one second's worth), so an INVITE flood gets 503s
     rather than a stalled server.  Pure: the time comes in."""
 
+    __slots__ = ("per_s", "capacity", "_tokens", "_at")
+
     def __init__(self, per_s: float, now: float) -> None:
         self.per_s = per_s
         self.capacity = max(1.0, per_s)
@@ -91,3 +96,52 @@ class SetupLimiter:
             return False
         self._tokens -= 1.0
         return True
+
+
+class SourceLimiter:
+    """One ``SetupLimiter`` per source address, so one source's INVITE flood uses up its own
+    setups and not everyone's.  Bounded: beyond ``max_sources`` addresses the one heard from
+    least recently is forgotten (a flood from that many addresses still meets the global
+    limit, the transaction table's and the call limit after this)."""
+
+    def __init__(self, per_s: float, max_sources: int = 4096) -> None:
+        self.per_s = per_s
+        self.max_sources = max_sources
+        self.buckets: dict[str, SetupLimiter] = {}  # by address, least recently heard first
+
+    def take(self, source_ip: str, now: float) -> bool:
+        bucket = self.buckets.pop(source_ip, None)
+        if bucket is None:
+            while len(self.buckets) >= self.max_sources:
+                del self.buckets[next(iter(self.buckets))]
+            bucket = SetupLimiter(self.per_s, now)
+        self.buckets[source_ip] = bucket
+        return bucket.take(now)
+
+
+class ConnectionLimiter:
+    """TCP connections: at most ``max_total`` at once and ``max_per_source`` from one address.
+    ``admit`` before anything is kept for a connection; ``release`` when it closes."""
+
+    def __init__(self, max_total: int = 256, max_per_source: int = 16) -> None:
+        self.max_total = max_total
+        self.max_per_source = max_per_source
+        self.open: dict[str, int] = {}
+        self.total = 0
+
+    def admit(self, source_ip: str) -> bool:
+        if self.total >= self.max_total or self.open.get(source_ip, 0) >= self.max_per_source:
+            return False
+        self.open[source_ip] = self.open.get(source_ip, 0) + 1
+        self.total += 1
+        return True
+
+    def release(self, source_ip: str) -> None:
+        count = self.open.get(source_ip, 0)
+        if count <= 0:
+            return
+        self.total -= 1
+        if count == 1:
+            del self.open[source_ip]
+        else:
+            self.open[source_ip] = count - 1

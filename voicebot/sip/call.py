@@ -15,6 +15,7 @@ from voicebot.sip.message import SipResponse
 from voicebot.sip.rtp import RtpReceiver, RtpSender, RtpSession
 from voicebot.sip.sdp import Negotiated
 from voicebot.sip.transaction import ServerTransaction
+from voicebot.sip.transfer import uri_address
 
 Address = tuple[str, int]
 
@@ -37,6 +38,20 @@ class SipCall:
     def live(self) -> bool:
         """Confirmed and with its media still there: something can still be done with it."""
         return self.dialog.state == "confirmed" and not self.rtp.released
+
+    def from_peer(self, source: Address) -> bool:
+        """Whether a request that would move this call's media (a re-INVITE, or the ACK that
+        answers our offer) may come from ``source``: besides the dialog's tags (``SipDialog.
+        matches``) it must come from the host this dialog's signalling comes from (where we
+        send our requests), or from the host of its remote target (Contact) or first route.
+        Ports are not compared: a TCP peer reconnects from a new one, and SBCs send from pools."""
+        hosts = {self.source[0]}
+        for uri in (self.dialog.remote_target, *self.dialog.route_set[:1]):
+            try:
+                hosts.add(uri_address(uri)[0])
+            except ValueError:
+                pass
+        return source[0] in hosts
 
     def use(self, chosen: Negotiated) -> None:
         """Apply an offer/answer's outcome to the media."""

@@ -21,8 +21,17 @@ class SipConfig:
     rtp_timeout_s: float = 30.0
     tcp: bool = True
     max_setups_per_s: float = 10.0  # new INVITEs accepted per second (burst: one second's worth)
+    # new INVITEs one source address may send per second (burst: one second's worth), counted
+    # before anything else, challenges and refusals included; None: twice max_setups_per_s (a
+    # trunk with digest sends two INVITEs a call), so one trunk alone meets the global limit first
+    max_setups_per_source_per_s: float | None = None
+    max_transactions: int = 4096  # server transactions at once (see transaction.py for who gets room)
+    tcp_max_connections: int = 256
+    tcp_max_per_source: int = 16
+    tcp_idle_timeout_s: float = 120.0  # no complete message for this long, and no call on it: closed
     credentials: dict[str, str] = field(default_factory=dict)  # digest users for sources off the allow-list
     realm: str = "voicebot"
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")  # offered in this order; leave out MD5 to refuse it
     trunks: list[Trunk] = field(default_factory=list)  # when set, replaces allowed_networks/credentials
 
     def access_trunks(self) -> list[Trunk]:
@@ -31,6 +40,10 @@ class SipConfig:
             return self.trunks
         implicit = [Trunk("allowed", networks=self.allowed_networks)] if self.allowed_networks else []
         return implicit + ([Trunk("digest", credentials=self.credentials)] if self.credentials else [])
+
+    @property
+    def setups_per_source_per_s(self) -> float:
+        return self.max_setups_per_source_per_s or 2 * self.max_setups_per_s
 
     @property
     def public_host(self) -> str:

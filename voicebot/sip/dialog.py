@@ -1,17 +1,17 @@
-"""SIP dialogs (RFC 3261 §12), either side: tags, route set, remote target, CSeq; builds
-responses and in-dialog requests.  No sockets."""
+"""SIP dialogs (RFC 3261 §12), either side: tags, route set, remote target, CSeq; which
+requests belong to one (§12.2.2); builds responses and in-dialog requests.  No sockets."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
 
-from voicebot.sip.message import SipParseError, SipRequest, SipResponse, parse_name_addr
+from voicebot.sip.message import SipParseError, SipRequest, SipResponse, parse_name_addr, tag_of
 
 REASONS = {100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 400: "Bad Request",
            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
            415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
-           481: "Call/Transaction Does Not Exist", 486: "Busy Here", 487: "Request Terminated",
+           481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 486: "Busy Here", 487: "Request Terminated",
            488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
            501: "Not Implemented", 503: "Service Unavailable", 505: "Version Not Supported",
            513: "Message Too Large"}
@@ -80,7 +80,15 @@ class SipDialog:
 
     @property
     def remote_tag(self) -> str | None:
-        return parse_name_addr(self.remote).tag
+        return tag_of(self.remote)
+
+    def matches(self, request: SipRequest) -> bool:
+        """§12.2.2: a request is in this dialog only when its Call-ID is the dialog's, its From
+        tag is the peer's tag and its To tag ours (random, and only ever sent to the peer).  The
+        Call-ID alone is not enough: it is often guessable and seen by many (proxies, logs, CDRs),
+        and whoever has it must not end or move the call."""
+        return (request.call_id == self.call_id and tag_of(request.headers.get("To")) == self.local_tag
+                and tag_of(request.headers.get("From")) == self.remote_tag)
 
     @property
     def remote_user(self) -> str:

@@ -339,6 +339,14 @@ class NameAddr:
         return f"{display}<{self.uri}>{params}"
 
 
+def tag_of(value: str | None) -> str | None:
+    """The tag parameter of a From or To value (None: no tag, or no readable value)."""
+    try:
+        return parse_name_addr(value or "").tag
+    except SipParseError:
+        return None
+
+
 def parse_params(text: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     for part in split_on(text, ";"):

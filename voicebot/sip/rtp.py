@@ -1,8 +1,10 @@
 """RTP media for SIP calls: aiortc's RtpPacket, JitterBuffer and G.711 codecs underneath.
 
-``RtpReceiver`` and ``RtpSender`` are sans-I/O (datagrams in, events and datagrams out);
-``RtpSession`` is the thin asyncio glue that makes a call's RTP a MediaStream.  Bad packets
-(garbage, wrong payload type, foreign SSRC bursts) are dropped and counted, never raised.
+``RtpReceiver``, ``RtpSender`` and ``SourceLatch`` are sans-I/O (datagrams and addresses in,
+events, verdicts and datagrams out); ``RtpSession`` is the thin asyncio glue that makes a
+call's RTP a MediaStream.  Bad packets (garbage, wrong payload type, foreign SSRC bursts,
+anything from an address other than the one media latched to) are dropped and counted,
+never raised.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtcpPacket, RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket, RtpPacket, clamp_packets_lost
 from av import AudioFrame
+from prometheus_client import Counter
 
 from voicebot.media import AudioChunk, Dtmf, EdgeStream, MediaEvent
 
@@ -32,6 +35,9 @@ RATE = 8000
 SAMPLES = 160  # 20 ms
 DTMF_TICKS = 5  # a sent digit lasts 100 ms
 EVENTS = "0123456789*#ABCD"
+RTP_FOREIGN = Counter("voicebot_rtp_foreign_packets_total",
+                      "RTP and RTCP packets dropped because they came from an address the call's media did not "
+                      "latch to", ["kind"])
 
 
 @dataclass
@@ -45,6 +51,48 @@ class RtpStats:
     sent: int = 0
     rtcp_received: int = 0
     rtcp_sent: int = 0
+    foreign_rtp: int = 0  # dropped: from an address other than the latched one
+    foreign_rtcp: int = 0
+
+
+class SourceLatch:
+    """Who may feed a call's media (symmetric RTP, RFC 4961): the first packet that ``fits``
+    latches its source address, and from then on packets from any other address or port are
+    refused (``admit`` False) and counted.  The one exception is the address the SDP named
+    (``signalled``): a fitting packet from there takes the latch back, so a stranger who
+    sprays packets before the caller's first one cannot keep a caller who is not behind NAT
+    out of the call.  A re-INVITE that moves the media ``reset``s it.  Before latching, a
+    packet that does not fit is admitted (the receiver counts it as bad) but latches nothing.
+    Pure: bytes and addresses in, a verdict out."""
+
+    def __init__(self, signalled: tuple[str, int] | None = None) -> None:
+        self.signalled = signalled
+        self.latched: tuple[str, int] | None = None
+        self.refused = 0
+
+    def admit(self, addr: tuple[str, int], fits: bool) -> bool:
+        if self.latched is None or (fits and addr == self.signalled):
+            if fits:
+                self.latched = addr
+            return True
+        if addr == self.latched:
+            return True
+        self.refused += 1
+        return False
+
+    def reset(self, signalled: tuple[str, int] | None = None) -> None:
+        self.latched = None
+        self.signalled = signalled
+
+
+def rtp_fits(data: bytes, payload_types: tuple[int | None, ...]) -> bool:
+    """An RTP version-2 packet of one of the call's payload types."""
+    return len(data) >= 12 and data[0] >> 6 == 2 and data[1] & 0x7F in payload_types
+
+
+def rtcp_fits(data: bytes) -> bool:
+    """An RTCP version-2 packet (SR, RR, SDES, BYE or APP first, RFC 3550 §6.1)."""
+    return len(data) >= 8 and data[0] >> 6 == 2 and 200 <= data[1] <= 204
 
 
 class RtpReceiver:
@@ -235,13 +283,28 @@ class RtpSession(EdgeStream):
         self.rtcp_interval_s = 5.0
         # Symmetric RTP (RFC 4961): send back to where the caller's media really comes from, which
         # behind NAT is not what its SDP says.  Latched once, on the first packet of our payload
-        # types, so a stranger spraying packets later cannot take the call's audio.
+        # types; from then on packets from anywhere else are dropped and counted, so a stranger
+        # spraying packets can neither take the call's audio nor speak into it.  RTCP likewise,
+        # latched on the first report from the host the media latched to.
         self._dtmf_out: deque[str] = deque()  # digits to send (a bridged caller keying to a PBX)
         self._event: tuple[str, int, int] | None = None  # digit, start timestamp, 20 ms ticks sent
-        self.symmetric = True
         self.signalled = remote  # what SDP said
-        self.latched: tuple[str, int] | None = None
-        self.rtcp_remote: tuple[str, int] | None = None
+        self.media_latch = SourceLatch(remote)
+        self.rtcp_latch = SourceLatch((remote[0], remote[1] + 1))
+
+    @property
+    def latched(self) -> tuple[str, int] | None:
+        """Where the caller's media comes from (and ours goes), once known."""
+        return self.media_latch.latched
+
+    @property
+    def rtcp_remote(self) -> tuple[str, int] | None:
+        return self.rtcp_latch.latched
+
+    @property
+    def stats(self) -> RtpStats:
+        """The call's media statistics, refused foreign packets included."""
+        return self.receiver.stats
 
     async def open(self, host: str, port_range: tuple[int, int] = (40000, 49998)) -> int:
         """Bind an even RTP port and RTCP on the next one (RFC 3550 §11)."""
@@ -254,9 +317,7 @@ class RtpSession(EdgeStream):
 
         class Control(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                session.receiver.receive_rtcp(data, time.monotonic())
-                if session.symmetric and session.rtcp_remote is None and len(data) >= 8 and data[0] >> 6 == 2:
-                    session.rtcp_remote = addr
+                session._received_rtcp(data, addr)
 
         for _ in range(64):
             port = random.randrange(port_range[0], port_range[1], 2)
@@ -280,11 +341,13 @@ class RtpSession(EdgeStream):
         """Apply a (new) offer/answer: codec, the peer's address, hold."""
         if (codec, payload_type, dtmf_payload_type) != (self.sender.codec, self.receiver.payload_type,
                                                         self.receiver.dtmf_payload_type):
+            stats = self.receiver.stats  # the call's, whatever the codec
             self.receiver = RtpReceiver(payload_type, codec, dtmf_payload_type)
+            self.receiver.stats = stats
             sender = RtpSender(payload_type, codec, ssrc=self.sender.ssrc)
             sender.sequence, sender.timestamp = self.sender.sequence, self.sender.timestamp  # one stream goes on
             self.sender = sender
-        if remote != self.signalled:
+        if remote != self.signalled and remote[0] not in ("0.0.0.0", "::"):  # (RFC 2543 hold moves nothing)
             self.retarget(remote)
         self.on_hold = on_hold
         self.receiver.last_packet_at = time.monotonic()
@@ -316,21 +379,39 @@ class RtpSession(EdgeStream):
     def retarget(self, remote: tuple[str, int]) -> None:
         """A re-INVITE moved the caller's media: follow the SDP, and latch afresh."""
         self.remote = self.signalled = remote
-        self.latched = self.rtcp_remote = None
+        self.media_latch.reset(remote)
+        self.rtcp_latch.reset((remote[0], remote[1] + 1))
 
-    def _received(self, data: bytes, addr: tuple[str, int] | None = None) -> None:
+    def _received(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.closed:
             return
-        if (self.symmetric and self.latched is None and addr is not None and len(data) >= 12 and data[0] >> 6 == 2
-                and data[1] & 0x7F in (self.receiver.payload_type, self.receiver.dtmf_payload_type)):
-            if addr != self.remote:
-                log.info("RTP: media comes from %s:%d, not %s:%d as signalled; sending there", *addr, *self.remote)
-            self.latched = self.remote = addr
+        was = self.latched
+        if not self.media_latch.admit(addr, rtp_fits(data, (self.receiver.payload_type,
+                                                            self.receiver.dtmf_payload_type))):
+            self.receiver.stats.foreign_rtp += 1
+            RTP_FOREIGN.labels("rtp").inc()
+            if self.receiver.stats.foreign_rtp == 1:
+                log.warning("RTP: dropping packets from %s:%d; this call's media comes from %s:%d", *addr,
+                            *(self.latched or ("?", 0)))
+            return
+        if self.latched is not None and self.latched != was:
+            if self.latched != self.signalled:
+                log.info("RTP: media comes from %s:%d, not %s:%d as signalled; sending there", *addr, *self.signalled)
+            self.remote = self.latched
         now = time.monotonic()
         for event in self.receiver.receive(data, now):
             if isinstance(event, AudioChunk):
                 self._last_audio = now
             self.put(event)
+
+    def _received_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
+        """The peer's reports, from where its RTCP latched (first from the media's host)."""
+        media = self.latched
+        if (media is not None and addr[0] != media[0]) or not self.rtcp_latch.admit(addr, rtcp_fits(data)):
+            self.receiver.stats.foreign_rtcp += 1
+            RTP_FOREIGN.labels("rtcp").inc()
+            return
+        self.receiver.receive_rtcp(data, time.monotonic())
 
     async def _pace(self) -> None:
         start = time.monotonic()

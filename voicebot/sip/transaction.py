@@ -3,6 +3,12 @@ clock of their own.  The endpoint feeds requests and the time in, and sends what
 
 What this layer absorbs: retransmitted requests (answered with the last response), and the
 retransmission of our own responses over UDP until the peer acknowledges them.
+
+The table is bounded (``max_size``): the endpoint asks ``room()`` before a request may create
+a transaction.  A new INVITE may use the whole table; other requests outside a dialog
+(OPTIONS, REGISTER, methods we refuse) only half of it, so a flood of those cannot keep
+calls out.  Requests in a live dialog and CANCELs of a live INVITE are few (they need the
+dialog's tags) and always get one: a caller's BYE goes through under a flood.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from voicebot.sip.message import SipRequest, SipResponse, parse_via
+from voicebot.sip.message import SipRequest, SipResponse, parse_via, tag_of
 
 T1 = 0.5
 T2 = 4.0
@@ -75,6 +81,16 @@ class ServerTransactions:
     t2: float = T2
     t4: float = T4
     table: dict[tuple[str, ...], ServerTransaction] = field(default_factory=dict)
+    max_size: int = 4096
+
+    def known(self, request: SipRequest) -> bool:
+        """Whether ``request`` belongs to a transaction we hold (a retransmission)."""
+        return transaction_key(request) in self.table
+
+    def room(self, invite: bool) -> bool:
+        """Whether a new transaction outside a dialog may be created: an INVITE while the
+        table is not full, anything else while it is under half full."""
+        return len(self.table) < (self.max_size if invite else self.max_size // 2)
 
     def receive(self, request: SipRequest, source: Address, now: float,
                 reliable: bool = False) -> tuple[ServerTransaction | None, list[Output]]:
@@ -155,7 +171,13 @@ class ServerTransactions:
         times = [t for tx in self.table.values() for t in (tx.retransmit_at, tx.expires_at) if t is not None]
         return min(times) if times else None
 
-    def find_invite(self, call_id: str, cseq: int) -> ServerTransaction | None:
-        """The INVITE transaction a CANCEL refers to."""
-        return next((tx for tx in self.table.values() if tx.is_invite and tx.request.call_id == call_id
-                     and tx.request.cseq[0] == cseq), None)
+    def invite_for(self, cancel: SipRequest) -> ServerTransaction | None:
+        """The INVITE transaction a CANCEL cancels (§9.2): the one its top Via names (branch and
+        sent-by, or for RFC 2543 peers Call-ID, CSeq number, From and Request-URI), and with
+        the same Call-ID, CSeq number and From tag."""
+        tx = self.table.get(transaction_key(cancel)[:-1] + ("INVITE",))
+        if (tx is None or not tx.is_invite or tx.request.call_id != cancel.call_id
+                or tx.request.cseq[0] != cancel.cseq[0]
+                or tag_of(tx.request.headers.get("From")) != tag_of(cancel.headers.get("From"))):
+            return None
+        return tx

@@ -1,6 +1,11 @@
 """SIP's transport: UDP datagrams and TCP streams on one address, bytes in and out.  It parses,
 answers what does not parse when the bytes name enough to address an answer to, and hands
-every message on; one bad datagram or connection never reaches further than here."""
+every message on; one bad datagram or connection never reaches further than here.
+
+TCP connections are limited before anything is kept for them (``ConnectionLimiter``: in all
+and per source address; one over is closed at once), and one that has brought no complete
+message for ``idle_timeout_s`` is closed unless a call's signalling goes over it (``busy``):
+a half-sent message held open, or a connection opened and left, costs nothing for long."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from collections.abc import Callable
 
 from prometheus_client import Counter
 
+from voicebot.sip.access import ConnectionLimiter
 from voicebot.sip.dialog import REASONS
 from voicebot.sip.message import SipMessage, SipParseError, SipResponse, StreamParser, parse
 
@@ -22,18 +28,32 @@ Deliver = Callable[[SipMessage, Address, bool], None]  # message, source, reliab
 
 
 class SipTransport(asyncio.DatagramProtocol):
-    def __init__(self, deliver: Deliver) -> None:
+    def __init__(self, deliver: Deliver, connections: ConnectionLimiter | None = None, idle_timeout_s: float = 120.0,
+                 busy: Callable[[Address], bool] = lambda _addr: False) -> None:
         self.deliver = deliver
+        self.connections = connections or ConnectionLimiter()
+        self.idle_timeout_s = idle_timeout_s
+        self.busy = busy  # whether a call's signalling goes over the connection from this address
         self.port = 0
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.Server | None = None
         self._tcp_writers: dict[Address, asyncio.StreamWriter] = {}
 
     async def start(self, host: str, port: int, tcp: bool) -> int:
-        """Listen on UDP (and TCP on the same port number); the port we got."""
-        await asyncio.get_running_loop().create_datagram_endpoint(lambda: self, local_addr=(host, port))
-        if tcp:
-            self._tcp_server = await asyncio.start_server(self._tcp_connection, host, self.port)
+        """Listen on UDP (and TCP on the same port number); the port we got.  With ``port`` 0,
+        a port whose TCP twin is taken is given back and another one tried."""
+        for attempt in range(20):
+            transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: self, local_addr=(host, port))
+            if not tcp:
+                break
+            try:
+                self._tcp_server = await asyncio.start_server(self._tcp_connection, host, self.port)
+                break
+            except OSError:
+                if port != 0 or attempt == 19:
+                    transport.close()
+                    raise
+                transport.close()
         return self.port
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -80,11 +100,31 @@ class SipTransport(asyncio.DatagramProtocol):
     async def _tcp_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One TCP connection: Content-Length framing; responses go back the same way."""
         peer = writer.get_extra_info("peername")[:2]
+        if not self.connections.admit(peer[0]):
+            SIP_MESSAGES.labels("tcp_refused").inc()
+            writer.close()
+            return
         self._tcp_writers[peer] = writer
         parser = StreamParser()
+        loop = asyncio.get_running_loop()
+        heard = loop.time()  # when the last complete message came
         try:
-            while data := await reader.read(65536):
+            while True:
+                left = heard + self.idle_timeout_s - loop.time()
+                if left <= 0:
+                    if not self.busy(peer):
+                        SIP_MESSAGES.labels("tcp_idle_closed").inc()
+                        log.info("SIP/TCP: closing %s: idle", peer)
+                        break
+                    heard, left = loop.time(), self.idle_timeout_s
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), left)
+                except asyncio.TimeoutError:
+                    continue
+                if not data:
+                    break
                 for message in parser.feed(data):
+                    heard = loop.time()
                     try:
                         self.deliver(message, peer, True)
                     except Exception:
@@ -98,7 +138,9 @@ class SipTransport(asyncio.DatagramProtocol):
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            self._tcp_writers.pop(peer, None)
+            self.connections.release(peer[0])
+            if self._tcp_writers.get(peer) is writer:
+                del self._tcp_writers[peer]
             writer.close()
 
 

@@ -186,7 +186,7 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
 
     @guarded.get("/api/calls")
     def list_calls(request: Request, limit: int = Query(50, ge=1, le=500),
-                   offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+                   offset: int = Query(0, ge=0, le=2**63 - 1)) -> list[dict[str, Any]]:  # SQLite's INTEGER
         if store is None:
             raise HTTPException(503, "call records are not enabled")
         principal: Principal = request.state.principal
@@ -215,6 +215,22 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
                 raise HTTPException(403, "not a call you were offered or took")
         return record
 
+    @guarded.get("/api/calls/{call_id}/recording", dependencies=supervisors, response_class=FileResponse,
+                 responses={200: {"content": {"audio/wav": {}}, "description": "stereo WAV: caller left, bot and agent right"},
+                            403: {"description": "supervisors and admins only"},
+                            404: {"description": "no such call, or it was not recorded (or no longer is)"}})
+    def call_recording(call_id: str, request: Request) -> FileResponse:
+        """The call's recording; each download is written to the call's events."""
+        if store is None:
+            raise HTTPException(503, "call records are not enabled")
+        recording = store.recording(call_id)
+        path = Path(recording["path"]) if recording and recording.get("path") else None
+        if path is None or not path.is_file():
+            raise HTTPException(404, "no recording of this call")
+        principal: Principal = request.state.principal
+        store.event(call_id, "recording_downloaded", {"by": principal.id, "kind": principal.kind})
+        return FileResponse(path, media_type="audio/wav", filename=f"{call_id}.wav")
+
     def optional_principal(request: Request) -> Principal | None:
         header = request.headers.get("authorization", "")
         bearer = (HTTPAuthorizationCredentials(scheme="Bearer", credentials=header[7:].strip())
@@ -240,7 +256,9 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
         except CallLimit as exc:
             await leg.close("busy")
             raise HTTPException(503, str(exc), headers={"Retry-After": "10"}) from None
-        return {"sdp": answer.sdp, "type": answer.type, "call_id": call_id}
+        # the caller's own page may read this one call's record (its live transcript) by a signed link
+        token = links.sign(call_id, settings.context_link_s if settings else 3600.0)
+        return {"sdp": answer.sdp, "type": answer.type, "call_id": call_id, "token": token}
 
     @app.get("/", include_in_schema=False)
     def caller_page() -> FileResponse:

@@ -1,0 +1,344 @@
+"""The pipeline never stalls a call: whole calls in real time through the real pipeline (Silero,
+Whisper, the dialog, Piper), with noise bursts, a barge-in followed by silence, and a
+recogniser, a voice or a backend that fails, hangs or answers garbage.  The failing parts are
+small stand-ins around the real engines, each failing once: they are the collaborators, the
+pipeline is under test.
+
+Every call keys 1 (balance) over the greeting, so the bot asks for the account's last four
+digits: a short question the tests can wait out.  With ``no_input_s`` at 2.5 s, silence after a
+question is answered by the domain's no-input re-prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from datetime import date
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from tests.speech import phone_line, piper, rms
+from voicebot.audio import resample
+from voicebot.backends import FakeBank
+from voicebot.nlu.dialog import LookupResult
+from voicebot.records.store import RecordStore
+from voicebot.scripted_call import AwaitBot, Pause, Press, ScriptedCall, Speak, SpeakWhenBotTalks
+
+pytestmark = pytest.mark.slow
+NO_INPUT_S = 2.5
+TODAY = date(2026, 11, 25)
+
+
+@pytest.fixture(scope="module")
+def engines(bank):
+    from voicebot.pipeline.call import Engines, VoiceConfig
+
+    engines = Engines(VoiceConfig(no_input_s=NO_INPUT_S))
+    engines.warm_prompts(bank)
+    return engines
+
+
+def prompt(bank, name: str) -> str:
+    return bank.spec.prompts[name]
+
+
+def run(engines, bank, script: list, backend: Any = None):
+    from voicebot.pipeline.call import run_call
+
+    store = RecordStore(":memory:")
+    call = ScriptedCall(script, input_rate=8000, output_sample_rate=8000)
+    call_id = asyncio.run(asyncio.wait_for(
+        run_call(call, engines=engines, domain=bank, backend=backend or FakeBank(today=TODAY), store=store,
+                 channel="test", caller="+15551230000", today=TODAY), 150))
+    return call, store.get_call(call_id)
+
+
+def with_parts(engines, **parts):
+    """The shared engines with some parts swapped for this one call."""
+    swapped = copy.copy(engines)
+    for name, part in parts.items():
+        setattr(swapped, name, part)
+    return swapped
+
+
+def bot_turns(record) -> list[dict]:
+    return [t for t in record["turns"] if t["speaker"] == "bot"]
+
+
+def bot_text(record) -> str:
+    return " ".join(t["text"] for t in bot_turns(record))
+
+
+def events(record, kind: str) -> list[dict]:
+    return [e for e in record["events"] if e["kind"] == kind]
+
+
+def failures(stage: str, reason: str) -> float:
+    return REGISTRY.get_sample_value("voicebot_pipeline_failures_total", {"stage": stage, "reason": reason}) or 0.0
+
+
+def speech(engines, text: str, label: str = "") -> Speak:
+    return Speak(*phone_line(*piper(engines.tts, text)), label or text)
+
+
+def voiced_burst(engines, ms: int = 120) -> Speak:
+    """The middle of a sustained vowel: Silero calls it speech, so the VAD's onset fires, but it
+    is shorter than any word."""
+    pcm, rate = piper(engines.tts, "Ahhhhh.")
+    x = np.frombuffer(resample(pcm, rate, 16000), dtype=np.int16).astype(np.float32)
+    loud = np.flatnonzero(np.abs(x) > 1000)
+    middle = (loud[0] + loud[-1]) // 2
+    n = 16 * ms
+    burst = x[middle - n // 2: middle + n // 2].copy()
+    fade = np.linspace(0.0, 1.0, 160)
+    burst[:160] *= fade
+    burst[-160:] *= fade[::-1]
+    return Speak(*phone_line(burst.astype(np.int16).tobytes(), 16000), f"{ms} ms vowel")
+
+
+def cough(ms: int = 120) -> Speak:
+    """A cough-like burst: a sharp attack, a buzz and a noisy decay."""
+    n = 16 * ms
+    t = np.arange(n) / 16000
+    noise = np.convolve(np.random.default_rng(7).standard_normal(n), np.ones(6) / 6, mode="same")
+    x = (3 * noise + 0.6 * np.sign(np.sin(2 * np.pi * 180 * t))) * np.exp(-np.arange(n) / (n / 4))
+    x *= np.minimum(1.0, np.arange(n) / 80)
+    x = x / np.abs(x).max() * 0.7
+    return Speak(*phone_line((x * 32767).astype(np.int16).tobytes(), 16000), f"{ms} ms cough")
+
+
+def reprompt_gap(call, record, text: str) -> float:
+    """Seconds from the end of the bot's last audio before the re-prompt ``text`` to the re-prompt."""
+    reprompt = next(t for t in bot_turns(record) if t["text"] == text)
+    quiet = [q for q in call.bot_quiet_at if q < reprompt["started_at"]]
+    return reprompt["started_at"] - quiet[-1]
+
+
+ASK_BALANCE = [Pause(1.0), Press("1")]  # over the greeting: the bot asks for the account digits
+
+
+# ------------------------------------------------------------------ the segmenter's view of a burst
+
+
+def test_a_burst_starts_speech_but_is_shorter_than_talking_and_a_word_is_not(engines) -> None:
+    from voicebot.pipeline.vad import Segmenter, SegmenterConfig, SpeechStarted
+
+    def voiced(step: Speak, offset_ms: int) -> tuple[bool, float]:
+        seg = Segmenter(engines.scorer(), SegmenterConfig())
+        audio = b"\0" * (16 * offset_ms) + b"\0" * 8000 + step.pcm + b"\0" * 16000  # 8 kHz
+        events, most = [], 0.0
+        for i in range(0, len(audio), 320):  # 20 ms at a time, resampled as the pipeline does
+            events += seg.feed(resample(audio[i:i + 320], 8000, 16000))
+            most = max(most, seg.voiced_s)
+        return any(isinstance(e, SpeechStarted) for e in events), most
+
+    talking = SegmenterConfig().talking_s
+    for offset in range(0, 32, 4):  # wherever the burst falls in the VAD's 32 ms windows
+        started, most = voiced(voiced_burst(engines), offset)
+        assert started and most < talking, (offset, most)
+        assert voiced(cough(), offset)[1] < talking
+        started, most = voiced(speech(engines, "Yes."), offset)
+        assert started and most >= talking, (offset, most)
+
+
+# ------------------------------------------------------------------ bursts and barge-in
+
+
+@pytest.mark.parametrize("burst", ["vowel", "cough"])
+def test_a_burst_neither_barges_in_nor_stops_the_no_input_timer(engines, bank, burst: str) -> None:
+    make = (lambda: voiced_burst(engines)) if burst == "vowel" else cough
+    script = [*ASK_BALANCE,
+              SpeakWhenBotTalks(make(), after_s=1.0),  # over the question
+              AwaitBot(quiet_s=0.6, then_s=0.3),
+              Pause(1.1), make(),  # 2 s into the 2.5 s wait
+              AwaitBot(timeout_s=15)]
+    call, record = run(engines, bank, script)
+    assert [e["data"]["by"] for e in events(record, "barge_in")] == ["dtmf"]  # the key, not the bursts
+    question = prompt(bank, "ask_account_digits")
+    assert [t["heard"] for t in bot_turns(record) if t["text"] == question] == [None]  # played whole
+    # the re-prompt comes no_input_s after the question ended, as if the burst had not happened
+    # (a timer restarted by the burst would need 4.5 s; one it stopped, forever)
+    reprompt = prompt(bank, "no_input")
+    assert reprompt in bot_text(record), bot_text(record)
+    gap = reprompt_gap(call, record, reprompt)
+    assert NO_INPUT_S - 0.3 <= gap <= NO_INPUT_S + 1.5, gap
+
+
+def test_silence_after_a_barge_in_is_met_with_the_no_input_reprompt(engines, bank) -> None:
+    """The caller talks over the question ("yes": long enough to count as talking), but it comes
+    to nothing (here: too short to transcribe); then silence.  The bot must ask again."""
+    from voicebot.pipeline.vad import SegmenterConfig
+
+    config = dataclasses.replace(engines.config, segmenter=SegmenterConfig(min_utterance_s=1.5))
+    script = [*ASK_BALANCE, SpeakWhenBotTalks(speech(engines, "Yes."), after_s=1.0), AwaitBot(timeout_s=15)]
+    call, record = run(with_parts(engines, config=config), bank, script)
+    barge_ins = [e for e in events(record, "barge_in") if e["data"]["by"] == "speech"]
+    assert len(barge_ins) == 1, record["events"]
+    reprompt = prompt(bank, "no_input")
+    assert reprompt in bot_text(record), bot_text(record)
+    after = next(t for t in bot_turns(record) if t["text"] == reprompt)["started_at"] - barge_ins[0]["at"]
+    # the timer starts again when the caller's speech has ended (end of turn: 0.9 s for digits)
+    assert NO_INPUT_S <= after <= NO_INPUT_S + 5, after
+    assert [t["text"] for t in record["turns"] if t["speaker"] == "caller"] == ["[DTMF 1]"]  # no words
+
+
+# ------------------------------------------------------------------ a failing recogniser
+
+
+class FlakyAsr:
+    """The real recogniser, except for its first answer."""
+
+    def __init__(self, engine, fault: str) -> None:
+        self.engine = engine
+        self.fault = fault
+        self.calls = 0
+
+    async def transcribe(self, pcm: bytes, sample_rate: int):
+        self.calls += 1
+        if self.calls > 1:
+            return await self.engine.transcribe(pcm, sample_rate)
+        if self.fault == "raises":
+            raise RuntimeError("the recogniser's worker died")
+        if self.fault == "hangs":
+            await asyncio.Event().wait()
+        real = await self.engine.transcribe(pcm, sample_rate)
+        if self.fault == "answers None":
+            return None
+        if self.fault == "answers NaN":
+            return SimpleNamespace(text=real.text, confidence=float("nan"), language="en", window_s=30.0)
+        if self.fault == "answers nonsense":
+            return dataclasses.replace(real, text="zxq blorf wibble")
+        assert self.fault == "answers nothing"
+        return dataclasses.replace(real, text="")
+
+
+@pytest.mark.parametrize("fault, reason, reprompt", [
+    ("raises", "error", "no_input"),
+    ("hangs", "timeout", "no_input"),
+    ("answers None", "bad_result", "no_input"),
+    ("answers NaN", "bad_result", "no_input"),
+    ("answers nonsense", None, "not_understood"),
+    ("answers nothing", None, "no_input"),
+])
+def test_a_failing_recogniser_reprompts_and_the_call_goes_on(engines, bank, monkeypatch, caplog, fault: str,
+                                                             reason: str | None, reprompt: str) -> None:
+    from voicebot.pipeline import processors
+
+    if fault == "hangs":  # the real recogniser must still fit in it on a busy machine
+        monkeypatch.setattr(processors, "ASR_TIMEOUT_S", 5.0)
+    before = failures("asr", reason) if reason else 0.0
+    digits = speech(engines, "four five six seven")
+    script = [*ASK_BALANCE, AwaitBot(), digits, AwaitBot(timeout_s=20), digits, AwaitBot()]
+    with caplog.at_level(logging.WARNING, logger="voicebot.pipeline.processors"):
+        call, record = run(with_parts(engines, asr=FlakyAsr(engines.asr, fault)), bank, script)
+    texts = [t["text"] for t in bot_turns(record)]
+    # the first answer is lost; the bot asks again instead of waiting for it ...
+    assert prompt(bank, reprompt) in texts, texts
+    assert prompt(bank, "reprompt_account_digits") in texts, texts
+    # ... and the caller's second answer goes through
+    assert "$2,450.75" in bot_text(record), texts
+    assert any(t["rule"] == "slot_filled:account_last4" for t in record["turns"] if t["speaker"] == "caller")
+    if reason is not None:
+        assert [e["data"] for e in events(record, "asr_failed")] == [{"reason": reason}]
+        assert failures("asr", reason) == before + 1
+        assert any("speech recognition failed (%s)" % reason in r.getMessage() for r in caplog.records)
+    else:
+        assert not events(record, "asr_failed")
+
+
+# ------------------------------------------------------------------ a failing voice
+
+
+class FlakyTts:
+    """The real voice, except the first time it is asked to say ``text``."""
+
+    def __init__(self, engine, text: str, fault: str) -> None:
+        self.engine = engine
+        self.text = text
+        self.fault = fault
+        self.failed = False
+
+    def is_cached(self, text: str, sample_rate: int) -> bool:
+        return self.engine.is_cached(text, sample_rate)
+
+    async def stream(self, text: str, sample_rate: int) -> AsyncIterator[bytes]:
+        if text != self.text or self.failed:
+            async for pcm in self.engine.stream(text, sample_rate):
+                yield pcm
+            return
+        self.failed = True
+        if self.fault == "raises":
+            raise RuntimeError("onnxruntime: out of memory")
+        if self.fault == "hangs":
+            await asyncio.Event().wait()
+        if self.fault == "breaks off":
+            async for pcm in self.engine.stream(text, sample_rate):
+                yield pcm[: len(pcm) // 3]
+                raise RuntimeError("the voice broke off")
+        assert self.fault == "says nothing"  # what PiperEngine.stream does when Piper raises
+
+
+@pytest.mark.parametrize("fault, reason", [("raises", "error"), ("hangs", "timeout"), ("says nothing", "no_audio"),
+                                           ("breaks off", "error")])
+def test_a_failing_voice_reprompts_and_the_call_goes_on(engines, bank, monkeypatch, fault: str, reason: str) -> None:
+    from voicebot.pipeline import processors
+
+    if fault == "hangs":  # the real voice must still fit in it (a sentence) on a busy machine
+        monkeypatch.setattr(processors, "TTS_TIMEOUT_S", 5.0)
+    before = failures("tts", reason)
+    question = prompt(bank, "ask_account_digits")
+    script = [*ASK_BALANCE, AwaitBot(timeout_s=20), Press("4567"), AwaitBot()]
+    call, record = run(with_parts(engines, tts=FlakyTts(engines.tts, question, fault)), bank, script)
+    failed = events(record, "tts_failed")
+    assert [(e["data"]["prompt"], e["data"]["reason"]) for e in failed] == [("ask_account_digits", reason)]
+    assert failures("tts", reason) == before + 1
+    texts = [t["text"] for t in bot_turns(record)]
+    # the question the caller did not hear is asked again at once, and the call goes on
+    assert texts[texts.index(question) + 1: texts.index(question) + 3] == [
+        prompt(bank, "no_input"), prompt(bank, "reprompt_account_digits")], texts
+    assert "$2,450.75" in bot_text(record), texts
+    assert rms(call.heard_audio()) > 0.01
+
+
+# ------------------------------------------------------------------ a failing backend
+
+
+class BrokenBank(FakeBank):
+    def __init__(self, fault: str) -> None:
+        super().__init__(today=TODAY)
+        self.fault = fault
+
+    async def lookup(self, name: str, args: dict[str, str], call_id: str = "") -> Any:
+        if self.fault == "raises":
+            raise ConnectionResetError("core banking went away")
+        if self.fault == "hangs":
+            await asyncio.Event().wait()
+        if self.fault == "answers a dict":
+            return {"ok": True, "data": {"balance": "lots"}}
+        return LookupResult("some_other_lookup", True, {"balance": "$1.00"})
+
+
+@pytest.mark.parametrize("fault, error", [("raises", "backend_error"), ("hangs", "backend_timeout"),
+                                          ("answers a dict", "backend_bad_reply"),
+                                          ("answers another lookup", "backend_bad_reply")])
+def test_a_failing_backend_is_recorded_as_what_it_is_and_the_caller_hears_the_failure_path(
+        engines, bank, monkeypatch, fault: str, error: str) -> None:
+    from voicebot import textchat
+
+    monkeypatch.setattr(textchat, "LOOKUP_TIMEOUT_S", 1.5)
+    script = [*ASK_BALANCE, AwaitBot(timeout_s=20), Press("4567"), AwaitBot(timeout_s=20)]
+    call, record = run(engines, bank, script, backend=BrokenBank(fault))
+    lookups = events(record, "lookup")
+    assert [(e["data"]["name"], e["data"]["ok"], e["data"]["error"]) for e in lookups] == [
+        ("get_balance", False, error)]
+    # the flow's on_failure: say so, and hand the caller to a person
+    assert "I couldn't find an account ending in 4 5 6 7." in bot_text(record), bot_text(record)
+    assert record["transfer"]["reason"] == "account_not_found"
+    assert record["outcome"] == "transferred"
