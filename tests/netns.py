@@ -9,6 +9,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 SERVER_IP = "198.18.0.1"
 CLIENT_IP = "198.18.0.2"
@@ -46,3 +47,18 @@ def namespace() -> Iterator[str]:
 
 def exec_prefix(ns: str) -> list[str]:
     return ["ip", "netns", "exec", ns]
+
+
+def launch_chromium(playwright, ns: str, chromium: str, folder: Path, microphone: Path, base: str):  # type: ignore[no-untyped-def]
+    """Debian's Chromium inside ``ns``, headless, with ``microphone`` (a WAV) as its microphone
+    and ``base`` treated as secure (getUserMedia needs a secure context; a plain-HTTP test
+    address is not one)."""
+    wrapper = folder / "chromium-in-ns"
+    wrapper.write_text(f"#!/bin/sh\nexec ip netns exec {ns} {chromium} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return playwright.chromium.launch(executable_path=str(wrapper), headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}", "--autoplay-policy=no-user-gesture-required",
+        "--disable-features=WebRtcHideLocalIpsWithMdns", f"--unsafely-treat-insecure-origin-as-secure={base}"])

@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from tests import api_token
+from tests.sip.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "sip" / "scenarios"
@@ -48,25 +49,6 @@ def require(*tools: str) -> dict[str, str]:
     if missing:
         pytest.fail(f"missing {', '.join(missing)}: run `make test-deps` (sip-tester, baresip-core, chromium)")
     return {tool: str(path) for tool, path in found.items()}
-
-
-def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def free_udp_tcp_port() -> int:
-    """A loopback port free for both UDP and TCP (the SIP edge listens on both)."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port")
 
 
 # ----------------------------------------------------------------------------- network namespaces

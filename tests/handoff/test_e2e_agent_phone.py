@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.handoff.e2e import (Baresip, explained, free_port, free_udp_tcp_port, loud_seconds, queue_events, require,
-                               server, silence, sipp_messages, sipp_phone, state_path, stop_phone, tone, tone_seconds,
+from tests.handoff.e2e import (Baresip, explained, loud_seconds, queue_events, require, server, silence, sipp_messages, sipp_phone, state_path, stop_phone, tone, tone_seconds,
                                write_wav)
+from tests.sip.harness import free_port, free_port_both
 from voicebot.sip.rtp import g711_encode
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def centre(tmp_path_factory):  # type: ignore[no-untyped-def]
     }
     (folder / "agent.ulaw").write_bytes(g711_encode(tone(AGENT_TONE_HZ, 5.0, 8000)))  # bob talks for 5 s
     write_wav(folder / "quiet.wav", silence(120, 8000), 8000)
-    with server(folder, settings, "127.0.0.1", free_port(), free_udp_tcp_port()) as srv:
+    with server(folder, settings, "127.0.0.1", free_port(), free_port_both()) as srv:
         started = time.monotonic()
         srv.wait_ready()
         print(f"voicebot serve ready in {time.monotonic() - started:.1f} s")

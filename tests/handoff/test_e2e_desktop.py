@@ -88,18 +88,9 @@ def test_sip_caller_reaches_alice_on_the_desktop(tmp_path: Path) -> None:
     timings: dict[str, float] = {}
     with netns.namespace() as ns, server(tmp_path, SETTINGS, netns.SERVER_IP, 8080, 5060, ns) as srv:
         api, base = srv.api, srv.base
-        wrapper = tmp_path / "chromium-in-ns"
-        wrapper.write_text(f"#!/bin/sh\nexec ip netns exec {ns} {tools['chromium']} \"$@\"\n")
-        wrapper.chmod(0o755)
         caller = Baresip(tmp_path / "caller", audio["caller"], host=netns.CLIENT_IP, ns=ns)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(wrapper), headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={audio['agent']}", "--autoplay-policy=no-user-gesture-required",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-                f"--unsafely-treat-insecure-origin-as-secure={base}"])
+            browser = netns.launch_chromium(p, ns, tools["chromium"], tmp_path, audio["agent"], base)
             page = browser.new_page()
             console: list[str] = []
             page.on("console", lambda m: console.append(m.text))

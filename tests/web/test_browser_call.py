@@ -59,19 +59,9 @@ def test_browser_places_a_call_and_the_record_has_it(tmp_path: Path) -> None:
              "--port", "8080", "--db", str(tmp_path / "calls.sqlite3")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         base = f"http://{netns.SERVER_IP}:8080"
-        wrapper = tmp_path / "chromium-in-ns"
-        wrapper.write_text(f"#!/bin/sh\nexec ip netns exec {ns} {CHROMIUM} \"$@\"\n")
-        wrapper.chmod(0o755)
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=str(wrapper), headless=True, args=[
-                    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                    f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required",
-                    "--disable-features=WebRtcHideLocalIpsWithMdns",
-                    # getUserMedia needs a secure context; a plain-HTTP test address is not one
-                    f"--unsafely-treat-insecure-origin-as-secure={base}"])
+                browser = netns.launch_chromium(p, ns, CHROMIUM, tmp_path, wav, base)
                 page = browser.new_page()
                 console: list[str] = []
                 page.on("console", lambda m: console.append(m.text))
