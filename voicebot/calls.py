@@ -131,7 +131,6 @@ class Call:
         self.transfer: Transfer | None = None
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.conversation: Conversation | None = None
-        self._agent_hang_up: Any = None
         self._hold: HoldPlayer | None = None
         self._stop_reason: str | None = None  # why the agent side ended the conversation (hangup | transfer)
         self.recorder: Recorder | None = None  # the call's recording, when its domain records
@@ -334,7 +333,6 @@ class Call:
         board = self.service.switchboard
         assert board is not None
         self.agent_id = connect.agent_id
-        self._agent_hang_up = connect.hang_up
         self._stop_reason = None
         self.to("connected", agent=connect.agent_id)
         engines = self.service.engines
@@ -438,10 +436,6 @@ class CallService:
         self.context_url = context_url or (lambda call_id: f"/api/calls/{call_id}")
         self.calls: dict[str, Call] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
-
-    @property
-    def active(self) -> dict[str, asyncio.Task[None]]:
-        return self.tasks
 
     def can_take(self) -> bool:
         """Whether one more call, on any channel, can have a bot now (edges ask before answering)."""

@@ -112,8 +112,13 @@ class TurnClock:
         BARGE_INS.inc()
         self.store.event(self.call_id, "barge_in", {"turn": turn, "by": how})
 
-    def lookup(self, name: str, ok: bool, seconds: float) -> None:
-        self.store.event(self.call_id, "lookup", {"name": name, "ok": ok, "ms": round(seconds * 1000, 1)})
+    def lookup(self, name: str, ok: bool, seconds: float, error: str | None = None) -> None:
+        """The lookup event, with what went wrong when it did (backend_error, backend_timeout,
+        backend_bad_reply, or the backend's own error)."""
+        data: dict[str, object] = {"name": name, "ok": ok, "ms": round(seconds * 1000, 1)}
+        if not ok:
+            data["error"] = error or "failed"
+        self.store.event(self.call_id, "lookup", data)
 
     def transfer(self, action: Transfer) -> None:
         self.store.set_transfer(self.call_id, action.queue, action.reason, action.priority, list(action.skills))

@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from voicebot.backends import Backend
 from voicebot.nlu.dialog import (Ask, CallerHungUp, CallStarted, Dialog, DtmfPressed, Event, Hangup, Lookup,
-                                 LookupResult, NoInput, Say, Transfer, UserSaid)
+                                 NoInput, Say, Transfer, UserSaid)
 from voicebot.pipeline.asr import WhisperEngine
 from voicebot.pipeline.frames import (BotAudioFrame, BotDoneSpeakingFrame, BotEnd, BotHeardFrame, BotSpeechFrame,
                                       CallerKeyFrame, CallerSpeechDiscardedFrame, CallerSpeechStartedFrame,
@@ -324,7 +324,7 @@ class DialogProcessor(FrameProcessor):
                 self._cancel_no_input()
                 started = time.monotonic()
                 result = await resolve(self.backend, lookups[0], self.call_id)
-                self._record_lookup(result, time.monotonic() - started)
+                self.clock.lookup(result.name, result.ok, time.monotonic() - started, result.error)
                 actions = self.dialog.handle(result)
                 continue
             await self._emit(spoken, first_trace, decided_at)
@@ -363,14 +363,6 @@ class DialogProcessor(FrameProcessor):
             elif isinstance(action, Hangup):
                 self.end = BotEnd("hangup", action.reason)
                 await self.push_frame(EndCallFrame(end=self.end))
-
-    def _record_lookup(self, result: LookupResult, seconds: float) -> None:
-        """The record's lookup event, with what went wrong (backend_error, backend_timeout,
-        backend_bad_reply, or the backend's own error) when it did."""
-        data: dict[str, Any] = {"name": result.name, "ok": result.ok, "ms": round(seconds * 1000, 1)}
-        if not result.ok:
-            data["error"] = result.error or "failed"
-        self.clock.store.event(self.call_id, "lookup", data)
 
     def _wait_again(self) -> None:
         """What the caller did came to nothing: if the bot is waiting for an answer and nothing
