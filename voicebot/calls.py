@@ -7,6 +7,8 @@ Anything not in the table is a bug and is logged, never acted on silently.
     ivr        --bot hangs up / caller leaves-->  ended
     ivr        --transfer to an ACD queue------>  queued
     ivr        --transfer to a SIP target------>  transferred_out
+    ivr        --a supervisor takes it over---->  connected  (the bot stops; no ACD, no wrap-up:
+                                                  it ends when either side hangs up)
     queued     --an agent is offered it-------->  offered
     queued     --caller leaves----------------->  abandoned
     queued     --leaves the queue (timeout,----->  ivr        (the bot takes it back)
@@ -17,6 +19,7 @@ Anything not in the table is a bug and is logged, never acted on silently.
     connected  --either side hangs up---------->  wrap_up
     connected  --agent transfers--------------->  queued
     wrap_up    --wrap-up ends------------------>  ended
+    any live state --a supervisor listens, whispers or barges-->  the same state (events only)
     transferred_out --target failed, kept------>  ivr
 """
 
@@ -36,6 +39,7 @@ from voicebot.handoff import context
 from voicebot.hold import HoldPlayer, MusicOnHold, announcement_text
 from voicebot.legs import CallerLeg, OutsideTransfers
 from voicebot.media import AudioChunk, Dtmf, EdgeStream
+from voicebot.monitor import Mode, Monitor
 from voicebot.nlu.dialog import Dialog, DialogContext, Event, Transfer, TransferFailed
 from voicebot.pipeline.call import Engines, run_bot
 from voicebot.pipeline.latency import CALLS
@@ -46,7 +50,7 @@ from voicebot.records.store import RecordStore
 log = logging.getLogger(__name__)
 
 TRANSITIONS: dict[str, set[str]] = {
-    "ivr": {"ended", "queued", "transferred_out"},
+    "ivr": {"ended", "queued", "transferred_out", "connected"},
     "queued": {"offered", "abandoned", "ivr", "queued"},
     "offered": {"queued", "connected", "abandoned", "offered"},
     "connected": {"wrap_up", "queued"},
@@ -134,6 +138,8 @@ class Call:
         self._hold: HoldPlayer | None = None
         self._stop_reason: str | None = None  # why the agent side ended the conversation (hangup | transfer)
         self.recorder: Recorder | None = None  # the call's recording, when its domain records
+        self.monitor: Monitor | None = None  # a supervisor on the call (one at a time)
+        self._takeover: Connect | None = None  # a supervisor's leg, waiting for the bot to stop
         leg.stream.retain = lambda _reason: True  # the call, not the pipeline, says when the line is freed
 
     @property
@@ -159,6 +165,9 @@ class Call:
         try:
             while True:
                 end = await self._bot(first)
+                if self._takeover is not None and not self.caller_gone:
+                    await self._taken_over(self._takeover)
+                    return
                 if self.caller_gone or end.kind == "caller_left":
                     self._close("ended", "caller_hung_up")
                     return
@@ -182,6 +191,8 @@ class Call:
             log.exception("call %s failed", self.id)
             await self.leg.end("error")
             self._close("ended", "error")
+        finally:
+            await self._drop_monitor("call_over")
 
     def _close(self, state: str, outcome: str) -> None:
         if self.state in ("ended", "abandoned"):
@@ -335,33 +346,7 @@ class Call:
         self.agent_id = connect.agent_id
         self._stop_reason = None
         self.to("connected", agent=connect.agent_id)
-        engines = self.service.engines
-
-        def on_text(speaker: str, text: str, started: float, ended: float) -> None:
-            agent = self.agent_id if speaker == "agent" else None
-            self.store.add_turn(self.id, speaker, text, started_at=started, ended_at=ended, agent=agent)
-            board.transcript(self, {"speaker": speaker, "text": text, "at": started, "agent": agent})
-
-        caller_ears = LegTranscriber(engines.asr, engines.scorer(), "caller", on_text)
-        agent_ears = LegTranscriber(engines.asr, engines.scorer(), "agent", on_text)
-        workers = [asyncio.create_task(caller_ears.run()), asyncio.create_task(agent_ears.run())]
-        self.conversation = Conversation(self.leg.stream, connect.leg, caller_ears.feed, agent_ears.feed)
-        started = time.monotonic()
-        try:
-            ended_by = await self.conversation.run()
-        except asyncio.CancelledError:  # the server is stopping: free the agent's line too
-            await connect.hang_up("shutdown")
-            raise
-        finally:
-            for ears in (caller_ears, agent_ears):
-                await ears.aclose()
-            await asyncio.gather(*workers, return_exceptions=True)
-            if self._hold is not None:
-                await self._hold.stop()
-                self._hold = None
-        talk_s = round(time.monotonic() - started, 1)
-        await connect.hang_up("call_over")
-        self.conversation = None
+        ended_by, talk_s = await self._converse(connect, lambda turn: board.transcript(self, turn))
         if self._stop_reason == "transfer" and not self.caller_gone:
             self.store.event(self.id, "agent_transfer", {"agent": connect.agent_id, "talk_s": talk_s})
             self.agent_id = None
@@ -380,6 +365,115 @@ class Call:
         self.state = "wrap_up"
         self.store.close_call(self.id, "wrap_up", "answered")
         return False
+
+    async def _converse(self, connect: Connect, shown: Any) -> tuple[str, float]:
+        """The caller and ``connect``'s leg talking, both transcribed into the record (the
+        other side's turns as ``agent`` turns by ``connect.agent_id``), until one hangs up."""
+        engines = self.service.engines
+
+        def on_text(speaker: str, text: str, started: float, ended: float) -> None:
+            agent = self.agent_id if speaker == "agent" else None
+            self.store.add_turn(self.id, speaker, text, started_at=started, ended_at=ended, agent=agent)
+            shown({"speaker": speaker, "text": text, "at": started, "agent": agent})
+
+        caller_ears = LegTranscriber(engines.asr, engines.scorer(), "caller", on_text)
+        agent_ears = LegTranscriber(engines.asr, engines.scorer(), "agent", on_text)
+        workers = [asyncio.create_task(caller_ears.run()), asyncio.create_task(agent_ears.run())]
+        self.conversation = Conversation(self.leg.stream, connect.leg, caller_ears.feed, agent_ears.feed)
+        if self.monitor is not None:
+            self.conversation.coach = self.monitor.coach
+        started = time.monotonic()
+        try:
+            ended_by = await self.conversation.run()
+        except asyncio.CancelledError:  # the server is stopping: free the agent's line too
+            await connect.hang_up("shutdown")
+            raise
+        finally:
+            for ears in (caller_ears, agent_ears):
+                await ears.aclose()
+            await asyncio.gather(*workers, return_exceptions=True)
+            if self._hold is not None:
+                await self._hold.stop()
+                self._hold = None
+        talk_s = round(time.monotonic() - started, 1)
+        await connect.hang_up("call_over")
+        self.conversation = None
+        return ended_by, talk_s
+
+    # ------------------------------------------------------------------ a supervisor
+
+    async def start_monitor(self, supervisor: str, leg: EdgeStream, hang_up: Any, mode: Mode) -> bool:
+        """A supervisor's leg joins the call (listen, whisper or barge); False when another
+        supervisor is on it or the call is over."""
+        if self.monitor is not None or self.state in ("ended", "abandoned", "wrap_up") or self.caller_gone:
+            return False
+        monitor = Monitor(supervisor, leg, hang_up, self.leg.stream, self.dialog.privacy, mode)
+        self.monitor = monitor
+        monitor.start()
+        if self.conversation is not None:
+            self.conversation.coach = monitor.coach
+        self.store.event(self.id, "monitor_started", {"supervisor": supervisor, "mode": mode, "state": self.state})
+
+        async def watch() -> None:
+            await monitor.done.wait()
+            if self.monitor is monitor:
+                await self._drop_monitor("supervisor_left")
+
+        asyncio.create_task(watch(), name=f"monitor-watch-{self.id[:8]}")
+        return True
+
+    def set_monitor_mode(self, supervisor: str, mode: Mode) -> bool:
+        monitor = self.monitor
+        if monitor is None or monitor.supervisor != supervisor:
+            return False
+        if mode != monitor.mode:
+            monitor.coach.set_mode(mode)
+            self.store.event(self.id, "monitor_mode", {"supervisor": supervisor, "mode": mode, "state": self.state})
+        return True
+
+    async def stop_monitor(self, supervisor: str) -> bool:
+        if self.monitor is None or self.monitor.supervisor != supervisor:
+            return False
+        await self._drop_monitor("supervisor_stopped")
+        return True
+
+    async def _drop_monitor(self, reason: str) -> None:
+        monitor, self.monitor = self.monitor, None
+        if monitor is None:
+            return
+        if self.conversation is not None and self.conversation.coach is monitor.coach:
+            self.conversation.coach = None
+        await monitor.end(reason)
+        self.store.event(self.id, "monitor_ended", {"supervisor": monitor.supervisor, "reason": reason})
+
+    async def take_over(self, supervisor: str) -> bool:
+        """The supervisor listening to the bot takes the call: the bot stops at once (its
+        queued audio dropped), and the caller talks to the supervisor's leg."""
+        monitor = self.monitor
+        if self.state != "ivr" or monitor is None or monitor.supervisor != supervisor or self._takeover is not None:
+            return False
+        await monitor.detach()
+        self.monitor = None
+        self._takeover = Connect(supervisor, monitor.leg, monitor.hang_up)
+        stream = self.leg.stream
+        stream.clear()
+        await stream.close("taken_over")  # retained: the bot's pipeline ends, the line stays
+        return True
+
+    async def _taken_over(self, connect: Connect) -> None:
+        self._takeover = None
+        stream = self.leg.stream
+        if stream.closed and not stream.released:
+            stream.reopen()
+        self.agent_id = connect.agent_id
+        self.store.event(self.id, "taken_over", {"supervisor": connect.agent_id})
+        self.to("connected", agent=connect.agent_id)
+        ended_by, talk_s = await self._converse(connect, lambda _turn: None)
+        by = "caller" if ended_by == "caller" or self.caller_gone else "supervisor"
+        if by == "supervisor":
+            await self.leg.end("supervisor_hung_up")
+        self.store.event(self.id, "agent_call_ended", {"agent": connect.agent_id, "by": by, "talk_s": talk_s})
+        self._close("ended", "taken_over")
 
     # ------------------------------------------------------------------ the agent's buttons
 

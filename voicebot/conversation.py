@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from voicebot.media import AudioChunk, Dtmf, MediaStream
+from voicebot.monitor import Coach
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Conversation:
         self.held = False  # the caller hears hold music (played by the owner), the agent silence
         self.muted = False  # the agent is not heard
         self.keys_sent = 0
+        self.coach: Coach | None = None  # a supervisor whispering or barging in
         self._stopped = asyncio.Event()
 
     def stop(self) -> None:
@@ -96,7 +98,10 @@ class Conversation:
                     continue
                 if sink.playout().pending_ms > MAX_LAG_MS:
                     sink.clear()
-                await sink.write(event.pcm, event.sample_rate)
+                pcm = event.pcm
+                if self.coach is not None:
+                    pcm = self.coach.mix_into("agent" if from_caller else "caller", pcm, event.sample_rate)
+                await sink.write(pcm, event.sample_rate)
             elif isinstance(event, Dtmf) and from_caller and not sink.closed:
                 # the caller's keys reach an agent phone as RFC 4733 events; a browser agent sees them in the transcript
                 send_dtmf = getattr(sink, "send_dtmf", None)

@@ -11,7 +11,8 @@ How the rules read where the issue left them open:
   (longer first).  Across queues, callers of heavier-``weight`` queues are matched first, so an
   agent serving several queues takes those first.  A caller nobody free may serve is skipped.
 - A queue stay starts at ENTERQUEUE and ends with exactly one of CONNECT, ABANDON,
-  EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY (and a connected stay with one of COMPLETECALLER,
+  EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, MOVED (a supervisor moved the caller; voicebot's
+  own event) (and a connected stay with one of COMPLETECALLER,
   COMPLETEAGENT, TRANSFER).  Waits, max wait, overflow, relax rules and announcements all count
   from the start of the current stay.  FULL and JOINEMPTY refuse the caller at the door: no
   ENTERQUEUE, no stay.  Every caller the ACD is done with gets one ``Released``.
@@ -62,6 +63,7 @@ from voicebot.handoff.events import (
     Connect,
     Exited,
     LogEvent,
+    MoveCaller,
     Moved,
     Offer,
     OfferAccepted,
@@ -203,6 +205,8 @@ class Acd:
                 out = self._caller_key(event, now)
             case TransferCall():
                 out = self._transfer(event, now)
+            case MoveCaller():
+                out = self._move(event, now)
             case WrapUpDone():
                 agent = self._agents.get(event.agent_id)
                 out = self._wrap_done(agent, now) if agent is not None and agent.state == "wrap_up" else []
@@ -492,6 +496,27 @@ class Acd:
         if refusal is not None:
             return out + self._refuse(c, queue, refusal, now)
         return out + [Moved(c.call_id, old, queue, "transfer"), *self._join(c, queue, now)]
+
+    def _move(self, ev: MoveCaller, now: float) -> list[AcdAction]:
+        c = self._callers.get(ev.call_id)
+        if c is None or c.state == "connected":
+            return []
+        moving = ev.queue is not None and ev.queue != c.queue
+        if moving and self._refusal(ev.queue or "") is not None:
+            return []
+        out: list[AcdAction] = []
+        for agent_id in list(c.offers):
+            out += self._end_offer(c, agent_id, now, "moved")
+        if ev.priority is not None and ev.priority != c.priority:
+            out.append(self._log(now, c.call_id, c.queue, "NONE", "PRIORITY", str(c.priority), str(ev.priority),
+                                 ev.by))
+            c.priority = ev.priority
+        if moving and ev.queue is not None:
+            old = c.queue
+            out += [self._log(now, c.call_id, old, "NONE", "MOVED", ev.queue, str(self._position(c)),
+                              str(c.origposition), _whole(now - c.joined_at), ev.by),
+                    Moved(c.call_id, old, ev.queue, "supervisor"), *self._join(c, ev.queue, now)]
+        return out
 
     def _caller_timers(self, c: _Caller, now: float) -> list[AcdAction]:
         """Max wait, overflow and announcements of one waiting caller, in the order they fell due."""

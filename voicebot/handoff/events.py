@@ -146,6 +146,19 @@ class TransferCall:
 
 
 @dataclass(frozen=True)
+class MoveCaller:
+    """A supervisor steers a waiting caller: to another queue (a new stay there, logged as
+    voicebot's own MOVED on the old queue, then ENTERQUEUE, since Asterisk has no such event)
+    and/or to another priority (PRIORITY; the stay and its wait go on).  A ringing offer is
+    withdrawn; a move into a queue that would refuse the caller is not made."""
+
+    call_id: str
+    queue: str | None = None
+    priority: int | None = None
+    by: str = ""
+
+
+@dataclass(frozen=True)
 class WrapUpDone:
     """The agent finished wrap-up early (disposition saved)."""
 
@@ -153,7 +166,7 @@ class WrapUpDone:
 
 
 AcdEvent = Union[SetAgentState, CallerJoins, OfferAccepted, OfferRejected, OfferFailed, CallerLeft, AgentHungUp,
-                 CallerKey, TransferCall, WrapUpDone]
+                 CallerKey, TransferCall, MoveCaller, WrapUpDone]
 
 # ----------------------------------------------------------------------------- actions out
 
@@ -218,7 +231,7 @@ class Moved:
     call_id: str
     from_queue: str
     to_queue: str
-    reason: str  # overflow | transfer
+    reason: str  # overflow | transfer | supervisor
 
 
 @dataclass(frozen=True)

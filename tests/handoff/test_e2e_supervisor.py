@@ -1,0 +1,223 @@
+"""A supervisor in Chromium steers live SIP calls, end to end with real clients: inside a
+private network namespace, `voicebot serve`, baresip callers, and two Chromium browsers (agent
+alice on /agent, supervisor sue on /supervisor), each browser's microphone a tone of its own:
+caller 700 Hz, alice 1300 Hz, sue 1100 Hz.
+
+1. A caller asks the bot for a person; alice accepts.  Sue, on the console, sees the call with
+   its transcript, **listens** (her page hears both sides, nobody hears her), **whispers**
+   (alice's page hears her; the caller's recording does not), **barges** (both hear her), and
+   stops.
+2. A second caller is with the bot.  Sue listens (she hears the bot), **takes the call over**:
+   the bot falls silent, the caller hears sue, she hangs up; the record says who took it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import netns
+from tests.handoff.e2e import Baresip, require, server, silence, speech, tone, tone_seconds, write_wav
+
+pytestmark = pytest.mark.slow
+CALLER_HZ, ALICE_HZ, SUE_HZ = 700.0, 1300.0, 1100.0
+SETTINGS = {
+    "sip_host": netns.SERVER_IP,
+    "sip_allowed_networks": ["198.18.0.0/24"],
+    "sip_tcp": False,
+    "queues": {"general": {"ring_s": 20, "wrap_up_s": 2}},
+    "agents": [{"id": "alice", "name": "Alice Martin", "password": "demo", "queues": {"general": 1}}],
+    "users": [{"id": "sue", "name": "Sue Park", "password": "demo", "role": "supervisor"}],
+}
+
+# Counts, every 100 ms, the frames in which each of ``freqs`` stands out in the page's remote
+# audio (within 15 dB of the loudest bin and above -60 dBFS), with the wall clock of each.
+TONES_JS = """(freqs) => {
+  const audio = document.getElementById("remote-audio");
+  if (!audio.srcObject) return false;
+  if (window.__tones) return true;
+  const ctx = new AudioContext();
+  ctx.resume();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 8192;
+  analyser.smoothingTimeConstant = 0;
+  ctx.createMediaStreamSource(audio.srcObject).connect(analyser);
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  const hzPerBin = ctx.sampleRate / analyser.fftSize;
+  const tones = window.__tones = {loud: []};
+  freqs.forEach((hz) => { tones[hz] = []; });
+  setInterval(() => {
+    analyser.getFloatFrequencyData(bins);
+    let top = -Infinity;
+    for (let i = 1; i < bins.length; i++) top = Math.max(top, bins[i]);
+    if (top < -60) return;
+    const now = Date.now() / 1000;
+    tones.loud.push(now);
+    freqs.forEach((hz) => {
+      let best = -Infinity;
+      for (let i = Math.floor((hz - 25) / hzPerBin); i <= Math.ceil((hz + 25) / hzPerBin); i++) best = Math.max(best, bins[i]);
+      if (best > -60 && best > top - 15) tones[hz].push(now);
+    });
+  }, 100);
+  return true;
+}"""
+
+
+def heard_between(page, hz: float, start: float, end: float) -> float:  # type: ignore[no-untyped-def]
+    """Seconds of ``hz`` the page heard between two wall-clock times."""
+    times = page.evaluate(f"window.__tones[{hz!r}] || window.__tones['{int(hz)}']")
+    return sum(1 for t in times if start <= t <= end) / 10
+
+
+def recording_between(samples: np.ndarray, rate: int, hung_up_at: float, start: float, end: float) -> np.ndarray:
+    """baresip's recording, from its start to the hang-up: the part between two wall-clock times."""
+    began = hung_up_at - len(samples) / rate
+    return samples[max(0, int((start - began) * rate)):max(0, int((end - began) * rate))]
+
+
+def login(page, base: str, path: str, user: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(base + path)
+    page.fill("#login-user", user)
+    page.fill("#login-password", "demo")
+    page.click("#login-submit")
+
+
+def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: Path) -> None:
+    tools = require("baresip", "chromium")
+    reason = netns.available()
+    if reason is not None:
+        pytest.fail(f"this test runs in a network namespace and {reason}")
+    from playwright.sync_api import expect, sync_playwright
+
+    request = speech("I'd like to speak to an agent please.", 8000, phone=True)
+    wavs = {
+        "caller": write_wav(tmp_path / "caller.wav", silence(3.5, 8000) + request + silence(150, 8000), 8000),
+        "caller_tone": write_wav(tmp_path / "caller_tone.wav", tone(CALLER_HZ, 60, 8000, 0.2), 8000),
+        "quiet": write_wav(tmp_path / "quiet.wav", silence(120, 8000), 8000),
+        "alice": write_wav(tmp_path / "alice.wav", tone(ALICE_HZ, 10, 48000, 0.2), 48000),
+        "sue": write_wav(tmp_path / "sue.wav", tone(SUE_HZ, 10, 48000, 0.2), 48000),
+    }
+    phases: dict[str, float] = {}
+    with netns.namespace() as ns, server(tmp_path, SETTINGS, netns.SERVER_IP, 8080, 5060, ns) as srv:
+        api, base = srv.api, srv.base
+        first = Baresip(tmp_path / "first", wavs["caller"], host=netns.CLIENT_IP, ns=ns)
+        second = Baresip(tmp_path / "second", wavs["quiet"], host=netns.CLIENT_IP, ns=ns)
+        with sync_playwright() as p:
+            browser_a = netns.launch_chromium(p, ns, tools["chromium"], tmp_path / "a", wavs["alice"], base)
+            browser_s = netns.launch_chromium(p, ns, tools["chromium"], tmp_path / "s", wavs["sue"], base)
+            alice, sue = browser_a.new_page(), browser_s.new_page()
+            try:
+                srv.wait_ready()
+                login(alice, base, "/agent", "alice")
+                expect(alice.locator("#state-select")).to_be_enabled(timeout=10000)
+                alice.select_option("#state-select", "ready")
+                expect(alice.locator("#agent-state")).to_have_text("Ready", timeout=10000)
+                login(sue, base, "/supervisor", "sue")
+                expect(sue.locator("#link-state")).to_have_text("live", timeout=10000)
+                expect(sue.locator("#agents tr[data-agent=alice]")).to_contain_text("ready", timeout=5000)
+
+                # 1. a caller reaches alice; sue listens, whispers, barges
+                first.dial(f"sip:bank@{netns.SERVER_IP}:5060", limit_s=150)
+                expect(alice.locator("#offer")).to_be_visible(timeout=60000)
+                alice.click("#accept")
+                expect(alice.locator("#call")).to_be_visible(timeout=20000)
+                first.play(wavs["caller_tone"])
+                row = sue.locator("#calls tr", has_text="connected")
+                expect(row).to_have_count(1, timeout=10000)
+                expect(row).to_contain_text("alice")
+                row.click()
+                expect(sue.locator("#detail-transcript li[data-speaker=caller]").first).to_contain_text("agent")
+                sue.click("#btn-listen")
+                expect(sue.locator("#monitor-status")).to_contain_text("listen", timeout=15000)
+                api.wait_for("sue's remote audio", lambda: sue.evaluate(TONES_JS, [CALLER_HZ, ALICE_HZ]), 10)
+                api.wait_for("alice's remote audio", lambda: alice.evaluate(TONES_JS, [SUE_HZ, CALLER_HZ]), 10)
+                phases["listen"] = time.time()
+                time.sleep(4)
+                phases["whisper"] = time.time()
+                sue.click("#btn-whisper")
+                expect(sue.locator("#btn-whisper")).to_have_attribute("aria-pressed", "true", timeout=5000)
+                time.sleep(4)
+                phases["barge"] = time.time()
+                sue.click("#btn-barge")
+                expect(sue.locator("#btn-barge")).to_have_attribute("aria-pressed", "true", timeout=5000)
+                time.sleep(4)
+                phases["stop"] = time.time()
+                sue.click("#btn-stop")
+                expect(sue.locator("#monitor-status")).to_have_text("", timeout=5000)
+                time.sleep(2)
+                phases["end"] = time.time()
+                first.hang_up()
+                phases["first_hung_up"] = time.time()
+                expect(alice.locator("#wrap-up")).to_be_visible(timeout=10000)
+
+                # 2. a caller with the bot: sue listens, takes it over, hangs up
+                second.dial(f"sip:bank@{netns.SERVER_IP}:5060", limit_s=150)
+                bot_row = sue.locator("#calls tr", has_text="ivr")
+                expect(bot_row).to_have_count(1, timeout=15000)
+                bot_row.click()
+                sue.click("#btn-listen")
+                expect(sue.locator("#btn-takeover")).to_be_enabled(timeout=15000)
+                sue.evaluate("window.__tones = undefined")
+                api.wait_for("sue's remote audio", lambda: sue.evaluate(TONES_JS, [SUE_HZ]), 10)
+                api.wait_for("the bot, heard by sue", lambda: len(sue.evaluate("window.__tones.loud")) >= 5, 15)
+                phases["take_over"] = time.time()
+                sue.click("#btn-takeover")
+                expect(sue.locator("#btn-stop")).to_have_text("Hang up", timeout=10000)
+                time.sleep(5)
+                phases["hang_up"] = time.time()
+                sue.click("#btn-stop")
+                second.wait_output("terminated", timeout=15)  # voicebot hung up on the caller
+                phases["second_hung_up"] = time.time()
+                sue.screenshot(path=str(tmp_path / "supervisor.png"))
+            except BaseException:
+                sue.screenshot(path=str(tmp_path / "failure-sue.png"))
+                alice.screenshot(path=str(tmp_path / "failure-alice.png"))
+                print("server:", srv.output()[-6000:])
+                raise
+            finally:
+                first.stop()
+                second.stop()
+                whisper_heard_by_alice = heard_between(alice, SUE_HZ, phases.get("whisper", 0) + 1,
+                                                       phases.get("barge", 0)) if "barge" in phases else 0.0
+                barge_heard_by_alice = heard_between(alice, SUE_HZ, phases.get("barge", 0) + 1,
+                                                     phases.get("stop", 0)) if "stop" in phases else 0.0
+                listen_heard_by_alice = heard_between(alice, SUE_HZ, phases.get("listen", 0),
+                                                      phases.get("whisper", 0)) if "whisper" in phases else 0.0
+                browser_a.close()
+                browser_s.close()
+        calls = sorted(api.calls(), key=lambda c: c["started_at"])
+        records = [api.call(c["id"]) for c in calls]
+
+    assert len(records) == 2, calls
+    # 1. listen: nobody hears sue; whisper: alice does, the caller does not; barge: both
+    assert listen_heard_by_alice < 0.3, listen_heard_by_alice
+    assert whisper_heard_by_alice >= 1.5, whisper_heard_by_alice
+    assert barge_heard_by_alice >= 1.5, barge_heard_by_alice
+    samples, rate = first.heard()
+    hung = phases["first_hung_up"]
+    in_whisper = recording_between(samples, rate, hung, phases["whisper"] + 1, phases["barge"])
+    in_barge = recording_between(samples, rate, hung, phases["barge"] + 1, phases["stop"])
+    assert tone_seconds(in_whisper, rate, SUE_HZ) < 0.3 and tone_seconds(in_whisper, rate, ALICE_HZ) >= 1.5
+    assert tone_seconds(in_barge, rate, SUE_HZ) + tone_seconds(in_barge, rate, ALICE_HZ) >= 1.5
+    assert _share(in_barge, rate, SUE_HZ) > 0.2, _share(in_barge, rate, SUE_HZ)
+    monitor = [(e["kind"], e["data"].get("mode")) for e in records[0]["events"] if e["kind"].startswith("monitor")]
+    assert monitor == [("monitor_started", "listen"), ("monitor_mode", "whisper"), ("monitor_mode", "barge"),
+                       ("monitor_ended", None)], monitor
+    assert records[0]["agent"] == "alice"
+    # 2. taken over: the bot stopped, the caller heard sue, the record says so
+    took = records[1]
+    assert (took["state"], took["outcome"], took["agent"]) == ("ended", "taken_over", "sue"), took
+    assert [e["data"] for e in took["events"] if e["kind"] == "taken_over"] == [{"supervisor": "sue"}]
+    samples2, rate2 = second.heard()
+    after = recording_between(samples2, rate2, phases["second_hung_up"], phases["take_over"] + 1.5, phases["hang_up"])
+    assert tone_seconds(after, rate2, SUE_HZ) >= 2.0, tone_seconds(after, rate2, SUE_HZ)
+
+
+def _share(samples: np.ndarray, rate: int, hz: float) -> float:
+    """The share of the energy near ``hz`` (a mixed signal has no single strongest tone)."""
+    x = samples.astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
+    return float(spectrum[(freqs > hz - 30) & (freqs < hz + 30)].sum() / max(spectrum.sum(), 1e-9))
