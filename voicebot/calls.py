@@ -46,6 +46,7 @@ from voicebot.pipeline.latency import CALLS
 from voicebot.pipeline.transcriber import LegTranscriber
 from voicebot.records.recording import Recorder, Recordings
 from voicebot.records.store import RecordStore
+from voicebot.survey import run_survey
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,8 @@ class Call:
                     self._close("ended", "caller_hung_up")
                     return
                 if end.kind != "transfer" or end.transfer is None:
+                    if end.kind == "hangup":  # the bot said goodbye (not after an error)
+                        await self._survey("bot")
                     await self.leg.end(end.reason or end.kind)
                     self._close("ended", end.outcome)
                     return
@@ -357,14 +360,22 @@ class Call:
             by = "caller"
         else:
             board.agent_hung_up(self)
-            await self.leg.end("agent_hung_up")
             by = "agent"
         self.store.event(self.id, "agent_call_ended", {"agent": connect.agent_id, "by": by, "talk_s": talk_s})
         board.call_ended(self, connect.agent_id, by)
         CALLS.labels(f"{by}_ended_with_agent").inc()
         self.state = "wrap_up"
         self.store.close_call(self.id, "wrap_up", "answered")
+        if by == "agent":  # the agent wraps up meanwhile; the survey's answer joins the record
+            await self._survey("agent")
+            await self.leg.end("agent_hung_up")
         return False
+
+    async def _survey(self, ending: str) -> None:
+        """The post-call survey, when the domain asks for one after this ending and the caller is still there."""
+        survey = self.dialog.domain.spec.settings.survey
+        if survey.offered_after(ending) and not self.caller_gone:
+            await run_survey(self.leg.stream, self.service.engines, self.store, self.id, survey)
 
     async def _converse(self, connect: Connect, shown: Any) -> tuple[str, float]:
         """The caller and ``connect``'s leg talking, both transcribed into the record (the

