@@ -6,11 +6,15 @@ from the recordings: caller 700 Hz, agent 1500 Hz, supervisor 1100 Hz.
 - On a call with an agent: **listen** hears both sides and is heard by nobody; **whisper** is
   heard by the agent only; **barge** by both; the record has each mode change.
 - On a call with the bot: **take over** stops the bot at once, the caller hears the
-  supervisor, and the supervisor's words are the record's agent turns, by that supervisor."""
+  supervisor, and the supervisor's words are the record's agent turns, by that supervisor.
+
+The post-call survey after an agent hangs up rides on the same parties (the survey's own
+tests drive ``run_survey`` alone)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 
@@ -27,7 +31,8 @@ from voicebot.handoff.desk import DeskHub
 from voicebot.handoff.events import AgentConfig, QueueConfig
 from voicebot.hold import MusicOnHold
 from voicebot.legs import CallerLeg, DialResult
-from voicebot.media import AudioChunk, EdgeStream
+from voicebot.media import AudioChunk, Dtmf, EdgeStream
+from voicebot.nlu.domain import SurveySettings
 from voicebot.records.store import RecordStore
 from voicebot.scripted_call import AwaitBot, Pause, ScriptedCall, Speak
 from voicebot.switchboard import Switchboard
@@ -256,3 +261,39 @@ def test_a_supervisor_takes_a_call_over_from_the_bot(engines, bank, tmp_path: Pa
     assert agent_turns and all(t["agent"] == "sue" for t in agent_turns), record["transcript"]
     said = " ".join(t["text"] for t in agent_turns).lower()
     assert "supervisor" in said or "help you" in said, said
+
+
+def test_the_agent_hangs_up_and_the_caller_rates_the_call_by_key(engines, bank, tmp_path: Path) -> None:
+    request = phone_line(*piper(engines.tts, "I would like to speak to a person, please."))
+    dialer = AgentDialer()
+    settings = bank.spec.settings
+    rated = bank.spec.model_copy(update={"settings": settings.model_copy(update={
+        "survey": SurveySettings(enabled=True, after=["agent"])})})
+    domain = dataclasses.replace(bank, spec=rated)  # the bank, with the survey on after agents' calls
+
+    async def scenario() -> tuple[str, RecordStore, Switchboard]:
+        service, board, store = centre(engines, domain, tmp_path, dialer)
+        board.start()
+        board.set_state("alice", "ready")
+        caller = Handset(8000, bytes(8000 * 2 * 4) + request[0])  # speaks over the greeting
+        call_id = service.start(CallerLeg(caller, "test", "+15551230000"))
+        await until(lambda: service.calls[call_id].state == "connected", 60)
+        await asyncio.sleep(2.0)
+        assert dialer.phone is not None
+        await dialer.phone.release()  # alice hangs up
+        await until(lambda: any("rate" in t["text"].lower() for t in (store.get_call(call_id) or {}).get(
+            "transcript", []) if t["speaker"] == "bot" and t["at"] > 0), 20)
+        await asyncio.sleep(0.5)
+        caller.put(Dtmf("4"))
+        await until(lambda: any(e["kind"] == "survey" for e in store.get_call(call_id)["events"]), 20)
+        await until(lambda: call_id not in service.tasks, 30)  # thanks, goodbye: voicebot hangs up
+        await board.stop()
+        return call_id, store, board
+
+    call_id, store, board = asyncio.run(scenario())
+    record = store.get_call(call_id)
+    assert [e["data"] for e in record["events"] if e["kind"] == "survey"] == [{"score": 4, "by": "dtmf"}]
+    ended = [e["data"] for e in record["events"] if e["kind"] == "agent_call_ended"]
+    assert ended[0]["by"] == "agent"
+    assert "[DTMF 4]" in [t["text"] for t in record["transcript"] if t["speaker"] == "caller"]
+    assert [e["event"] for e in store.queue_events(call_id)] == ["ENTERQUEUE", "CONNECT", "COMPLETEAGENT"]
