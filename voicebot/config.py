@@ -60,6 +60,44 @@ class RelaxSettings(BaseModel):
     skills: dict[str, int] | None = None
 
 
+Band = tuple[float, float]
+FRACTIONS = ("service_level", "abandon_rate")  # 0..1, not percent
+LOWER_IS_WORSE = ("service_level",)
+
+
+class WallboardThresholds(BaseModel):
+    """Where a queue's wallboard figures turn amber, then red: ``[amber, red]``, and a figure
+    beyond a value takes its colour (more waiting is worse; a lower service level is).  One left
+    unset is derived from the queue's service level target (``voicebot/wallboard.py``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    waiting: Band | None = Field(None, description="callers waiting")
+    longest_wait_s: Band | None = Field(None, description="the longest wait now, seconds")
+    asa_s: Band | None = Field(None, description="average speed of answer today, seconds")
+    abandon_rate: Band | None = Field(None, description="abandoned / offered today, 0..1")
+    service_level: Band | None = Field(None, description="answered within service_level_s today, 0..1; lower is worse")
+
+    @model_validator(mode="after")
+    def _amber_first(self) -> "WallboardThresholds":
+        """Amber must come before red, or red would never show (every problem at once)."""
+        problems = []
+        for name in type(self).model_fields:
+            band = getattr(self, name)
+            if band is None:
+                continue
+            amber, red = band
+            if min(band) < 0 or (name in FRACTIONS and max(band) > 1):
+                allowed = "0..1, e.g. 0.8 for 80%" if name in FRACTIONS else ">= 0"
+                problems.append(f"{name}: {list(band)} is out of range ({allowed})")
+            elif (amber < red) if name in LOWER_IS_WORSE else (amber > red):
+                order = "higher" if name in LOWER_IS_WORSE else "lower"
+                problems.append(f"{name}: amber ({amber:g}) must come before red ({red:g}): give a {order} amber value")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class QueueSettings(BaseModel):
     """One ACD queue (the names follow Asterisk's app_queue where it has one)."""
 
@@ -71,6 +109,12 @@ class QueueSettings(BaseModel):
     max_penalty: int | None = Field(None, ge=0, description="agents above this level wait for a relax rule")
     relax: list[RelaxSettings] = Field(default_factory=list, description="requirements that loosen as callers wait")
     service_level_s: float = Field(20.0, gt=0)
+    service_level_variant: Literal["answered", "answered_and_abandoned"] = Field(
+        "answered_and_abandoned", description="service level over answered calls, or over answered + abandoned"
+                                              " (docs/kpis.md)")
+    short_abandon_s: float = Field(0.0, ge=0, description="abandons shorter than this leave the reports; 0: none")
+    service_level_target: float = Field(0.8, gt=0, lt=1, description="the share answered within service_level_s"
+                                                                      " that staffing aims for")
     max_wait_s: float = Field(0.0, ge=0, description="0: no limit; else the caller leaves (EXITWITHTIMEOUT)")
     max_len: int = Field(0, ge=0, description="0: no limit; else callers beyond it are refused (FULL)")
     wrap_up_s: float = Field(10.0, ge=0)
@@ -86,6 +130,8 @@ class QueueSettings(BaseModel):
     default_handle_s: float = Field(180.0, gt=0)
     exit_key: str | None = Field(None, pattern=r"^[0-9*#]$", description="a key that leaves the queue for the bot")
     music: Path | None = Field(None, description="a folder of WAV files to play while callers wait")
+    wallboard: WallboardThresholds = Field(default_factory=WallboardThresholds,
+                                           description="[amber, red] per wallboard figure")
 
 
 class AgentSettings(BaseModel):
@@ -179,6 +225,8 @@ class Settings(BaseModel):
     public_url: str | None = Field(None, description="how agents and PBXs reach this server (context links)")
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    fcr_days: int = Field(7, ge=1, le=365, description="first-contact resolution: no call from the same number"
+                                                      " about the same intent within this many days")
 
 
     @model_validator(mode="after")

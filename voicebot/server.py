@@ -163,6 +163,8 @@ def serve(settings: Settings) -> int:
         print(f"voicebot: serving domain {registry.current.name!r} from {settings.domain}", flush=True)
         print(f"  caller page    {base}/", flush=True)
         print(f"  agent desktop  {base}/agent", flush=True)
+        print(f"  supervisor     {base}/supervisor (listen, whisper, barge, take over)", flush=True)
+        print(f"  wallboard      {base}/wallboard (supervisors)", flush=True)
         print(f"  call records   {base}/api/calls   metrics {base}/metrics   API docs {base}/docs", flush=True)
         print(f"  text chat API  {base}/api/chat", flush=True)
         if sip is not None:

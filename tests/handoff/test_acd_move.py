@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from voicebot.handoff import queue_log
 from voicebot.handoff.acd import Acd
 from voicebot.handoff.events import (AgentConfig, CallerJoins, CancelOffer, LogEvent, MoveCaller, Moved, Offer,
                                      OfferAccepted, QueueConfig, SetAgentState)
@@ -34,7 +35,7 @@ def test_a_higher_priority_puts_the_caller_first_and_keeps_the_wait() -> None:
 
 def test_a_move_to_another_queue_ends_the_stay_and_starts_one_there() -> None:
     acd = centre()
-    acd.handle(CallerJoins("c1", "sales", caller="+15550001"), 0)
+    joined = acd.handle(CallerJoins("c1", "sales", caller="+15550001"), 0)
     acd.handle(SetAgentState("b1", "ready"), 1)
     out = acd.handle(MoveCaller("c1", queue="billing", by="sue"), 30)
     assert logged(out)[:2] == [("sales", "MOVED", ("billing", "1", "1", "30", "sue")),
@@ -42,6 +43,9 @@ def test_a_move_to_another_queue_ends_the_stay_and_starts_one_there() -> None:
     assert Moved("c1", "sales", "billing", "supervisor") in out
     assert [(o.call_id, o.agent_id) for o in out if isinstance(o, Offer)] == [("c1", "b1")]
     assert acd.call_queue("c1") == "billing"
+    tally = queue_log.check_balance([a for a in joined + out if isinstance(a, LogEvent)])  # MOVED: left alive
+    assert {k: v for k, v in tally["sales"].items() if v} == {"entered": 1, "exited": 1}
+    assert {k: v for k, v in tally["billing"].items() if v} == {"entered": 1, "waiting": 1}
 
 
 def test_a_ringing_offer_is_withdrawn_without_counting_as_a_miss() -> None:

@@ -14,10 +14,12 @@ def test_event_names_are_asterisks() -> None:
     assert names == ["ENTERQUEUE", "RINGNOANSWER", "RINGCANCELED", "CONNECT", "COMPLETECALLER", "COMPLETEAGENT",
                      "ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY", "EXITWITHKEY", "TRANSFER", "AGENTLOGIN", "AGENTLOGOFF",
                      "PAUSE", "UNPAUSE", "FULL", "JOINEMPTY"]
+    ours = [ql.MOVED, ql.PRIORITY]  # voicebot's own, for a supervisor's steering (Asterisk has none)
+    assert ours == ["MOVED", "PRIORITY"]
     assert ql.TERMINAL == {"COMPLETECALLER", "COMPLETEAGENT", "ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY", "EXITWITHKEY",
-                           "TRANSFER", "FULL", "JOINEMPTY"}
-    assert not ql.TERMINAL & {ql.ENTERQUEUE, ql.CONNECT, ql.RINGNOANSWER, ql.RINGCANCELED}
-    assert ql.CALLER_EVENTS | ql.AGENT_EVENTS == set(names)
+                           "TRANSFER", "FULL", "JOINEMPTY", "MOVED"}
+    assert not ql.TERMINAL & {ql.ENTERQUEUE, ql.CONNECT, ql.RINGNOANSWER, ql.RINGCANCELED, ql.PRIORITY}
+    assert ql.CALLER_EVENTS | ql.AGENT_EVENTS == set(names) | set(ours)
 
 
 def test_a_line_reads_as_asterisk_writes_it() -> None:

@@ -24,8 +24,10 @@ from voicebot.web.app import create_app
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/"), ("POST", "/api/offer"), ("POST", "/api/chat"),
           ("POST", "/api/chat/{session_id}"), ("DELETE", "/api/chat/{session_id}"), ("POST", "/api/login"),
-          ("POST", "/api/logout"), ("GET", "/agent"), ("GET", "/static/{name}")}
-SUPERVISOR_ONLY = {("GET", "/api/queue_log")}
+          ("POST", "/api/logout"), ("GET", "/agent"), ("GET", "/wallboard"), ("GET", "/reports"),
+          ("GET", "/supervisor"),
+          ("GET", "/static/{name}")}
+SUPERVISOR_ONLY = {("GET", "/api/queue_log"), ("GET", "/api/wallboard"), ("GET", "/api/reports")}
 SECRET = b"k" * 32
 
 

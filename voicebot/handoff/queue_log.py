@@ -26,6 +26,9 @@ EXITWITHKEY = "EXITWITHKEY"  # key, position, original position, wait time
 TRANSFER = "TRANSFER"  # extension, context, hold time, call time, original position
 FULL = "FULL"  # refused at the door: the queue is at its maximum length (no ENTERQUEUE)
 JOINEMPTY = "JOINEMPTY"  # refused at the door: nobody to answer (no ENTERQUEUE)
+# voicebot's own (Asterisk has no such lines): a supervisor steering a waiting caller
+MOVED = "MOVED"  # new queue, position, original position, wait time, supervisor; an ENTERQUEUE there follows
+PRIORITY = "PRIORITY"  # old priority, new priority, supervisor; the stay goes on
 # An agent
 AGENTLOGIN = "AGENTLOGIN"
 AGENTLOGOFF = "AGENTLOGOFF"
@@ -33,12 +36,12 @@ PAUSE = "PAUSE"  # reason
 UNPAUSE = "UNPAUSE"  # reason
 
 CALLER_EVENTS = frozenset({ENTERQUEUE, RINGNOANSWER, RINGCANCELED, CONNECT, COMPLETECALLER, COMPLETEAGENT, ABANDON,
-                           EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, TRANSFER, FULL, JOINEMPTY})
+                           EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, TRANSFER, FULL, JOINEMPTY, MOVED, PRIORITY})
 AGENT_EVENTS = frozenset({AGENTLOGIN, AGENTLOGOFF, PAUSE, UNPAUSE})
 # The last line of a caller's visit to a queue (FULL and JOINEMPTY: a visit refused at the door).
 TERMINAL = frozenset({COMPLETECALLER, COMPLETEAGENT, ABANDON, EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, TRANSFER, FULL,
-                      JOINEMPTY})
-EXITS = frozenset({EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY})  # left the queue alive, without an agent
+                      JOINEMPTY, MOVED})
+EXITS = frozenset({EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, MOVED})  # left the queue alive, without an agent
 COMPLETIONS = frozenset({COMPLETECALLER, COMPLETEAGENT, TRANSFER})  # the end of a connected visit
 REFUSALS = frozenset({FULL, JOINEMPTY})
 
@@ -76,7 +79,7 @@ def check_balance(rows: Iterable[Any]) -> dict[str, dict[str, int]]:
     """Per queue, how the callers who came in went out; rows in time order.
 
     ``entered`` (ENTERQUEUE), ``connected`` (CONNECT), ``abandoned`` (ABANDON), ``exited``
-    (EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY), ``refused`` (FULL, JOINEMPTY: never entered),
+    (EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, MOVED), ``refused`` (FULL, JOINEMPTY: never entered),
     ``completed`` (COMPLETECALLER, COMPLETEAGENT, TRANSFER), ``waiting`` (entered, not yet out
     nor connected), ``on_call`` (connected, not yet completed) and ``unmatched`` (a line that
     fits no visit: a CONNECT or an end with no ENTERQUEUE before it, a second ENTERQUEUE, a
@@ -101,7 +104,7 @@ def check_balance(rows: Iterable[Any]) -> dict[str, dict[str, int]]:
                 tally["entered"] += 1
         elif event in REFUSALS:
             tally["refused"] += 1
-        elif event in (RINGNOANSWER, RINGCANCELED):
+        elif event in (RINGNOANSWER, RINGCANCELED, PRIORITY):
             if key not in visits:
                 tally["unmatched"] += 1
         elif event == CONNECT:

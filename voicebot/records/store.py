@@ -386,6 +386,21 @@ class RecordStore:
             rows = self._db.execute(sql + " ORDER BY time, rowid LIMIT ?", (*args, limit)).fetchall()
         return [_queue_row(r) for r in rows]
 
+    def report_rows(self, since: float, until: float) -> dict[str, list[dict[str, Any]]]:
+        """What the reports (``records.kpis``) read of the calls started in [since, until): the
+        calls' rows as stored, their events (data decoded) and their caller turns' intents."""
+        span = "SELECT id FROM calls WHERE started_at >= ? AND started_at < ?"
+        with self._lock:
+            calls = self._db.execute("SELECT * FROM calls WHERE started_at >= ? AND started_at < ?"
+                                     " ORDER BY started_at", (since, until)).fetchall()
+            events = self._db.execute(f"SELECT call_id, at, kind, data FROM events WHERE call_id IN ({span})"
+                                      " ORDER BY at, rowid", (since, until)).fetchall()
+            intents = self._db.execute(f"SELECT call_id, seq, started_at, intent FROM turns WHERE call_id IN ({span})"
+                                       " AND speaker = 'caller' AND intent IS NOT NULL ORDER BY started_at, seq",
+                                       (since, until)).fetchall()
+        return {"calls": [dict(r) for r in calls], "intents": [dict(r) for r in intents],
+                "events": [{**dict(e), "data": json.loads(e["data"])} for e in events]}
+
     def queue_events(self, call_id: str) -> list[dict[str, Any]]:
         """One call's queue_log lines, oldest first."""
         with self._lock:

@@ -3,8 +3,9 @@ records, the ACD (agents, queues, queue log), the agent desktop's WebSocket, and
 
 The text channel (``/api/chat``) is the same Dialog a phone call runs, without audio: designers
 and integrators can script conversations against a running server.  Everything but
-``/healthz``, the caller page with ``POST /api/offer``, ``/api/chat`` and the login shell of
-the agent desktop (``/agent`` and its script) needs a login or an API token.
+``/healthz``, the caller page with ``POST /api/offer``, ``/api/chat`` and the login shells of
+the agent desktop, supervisor console, wallboard and reports (``/agent``, ``/supervisor``,
+``/wallboard``, ``/reports`` and their scripts) needs a login or an API token.
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ from voicebot.handoff.desk import DeskHub
 from voicebot.legs import CallerLeg
 from voicebot.nlu.dialog import Action, CallStarted, CallerHungUp, Dialog, DtmfPressed, Event, NoInput, UserSaid
 from voicebot.textchat import turn
+from voicebot.supervision import Supervision
 from voicebot.web.acd_routes import acd_router
 from voicebot.web.auth_routes import SESSION_COOKIE, auth_router, principal_dependency, require
 from voicebot.web.desk import desk_socket
+from voicebot.web.report_routes import report_router
+from voicebot.web.supervisor import supervisor_socket
+from voicebot.web.wallboard_routes import WallboardFeed, wallboard_router, wallboard_socket_router
 from voicebot.webrtc import WebRtcCallerLeg
 
 if TYPE_CHECKING:
@@ -77,7 +82,8 @@ class Offer(BaseModel):
 
 
 STATIC = Path(__file__).resolve().parent / "static"
-PUBLIC_STATIC = {"agent.js", "agent.css"}  # the desktop's login shell; caller.html is served at /
+# the login shells' files (caller.html is served at /)
+PUBLIC_STATIC = {"agent.js", "agent.css", "supervisor.js", "wallboard.js", "wallboard.css", "reports.js"}
 
 
 def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
@@ -269,6 +275,29 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
         """The desktop's shell: a login form until /api/me says who is there; no data in it."""
         return FileResponse(STATIC / "agent.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/wallboard", include_in_schema=False)
+    def wallboard_page() -> FileResponse:
+        """The wall screen's shell: a supervisor's login form until /api/me says who is there."""
+        return FileResponse(STATIC / "wallboard.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/reports", include_in_schema=False)
+    def reports_page() -> FileResponse:
+        """The reports' shell: a supervisor's login form until /api/me says who is there."""
+        return FileResponse(STATIC / "reports.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/supervisor", include_in_schema=False)
+    def supervisor_page() -> FileResponse:
+        """The supervisor console's shell: a login form until /api/me says who is there."""
+        return FileResponse(STATIC / "supervisor.html", headers={"Cache-Control": "no-cache"})
+
+    supervision = None
+    if calls is not None and store is not None:
+        supervision = Supervision(calls, store, lambda: app.state.switchboard)
+
+    @app.websocket("/api/supervisor")
+    async def supervisor_ws(websocket: WebSocket) -> None:
+        await supervisor_socket(websocket, logins, supervision)
+
     @app.get("/static/{name}", include_in_schema=False)
     def static_file(name: str) -> FileResponse:
         if name not in PUBLIC_STATIC:
@@ -290,5 +319,10 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
 
     if acd is not None and store is not None:
         guarded.include_router(acd_router(acd, store, lambda: app.state.switchboard, directory))
+        wall = WallboardFeed(acd, store, settings.queues if settings else {})
+        guarded.include_router(wallboard_router(wall))
+        app.include_router(wallboard_socket_router(wall, logins))  # checks its own login
+    if store is not None:
+        guarded.include_router(report_router(store, settings, acd))
     app.include_router(guarded)
     return app
