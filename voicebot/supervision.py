@@ -85,12 +85,7 @@ class Supervision:
         call = self._call(call_id)
         if call.monitor is not None:
             raise Refused(f"{call.monitor.supervisor} is already on this call")
-        leg = WebRtcCallerLeg()
-        try:
-            answer = await leg.accept(sdp, "offer")
-        except Exception:
-            await leg.release()
-            raise
+        leg, answer = await WebRtcCallerLeg.answering(sdp)
 
         async def hang_up(_reason: str) -> None:
             await leg.release()

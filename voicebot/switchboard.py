@@ -121,12 +121,7 @@ class Switchboard:
         SDP answer; raises OfferGone when the call is no longer theirs to take."""
         if (call_id, agent_id) not in self._offers or call_id not in self.calls:
             raise OfferGone(call_id)
-        leg = WebRtcCallerLeg()
-        try:
-            answer = await leg.accept(sdp, "offer")
-        except Exception:
-            await leg.release()
-            raise
+        leg, answer = await WebRtcCallerLeg.answering(sdp)
         if not self._connect(call_id, agent_id, leg, _releaser(leg)):
             await leg.release()
             raise OfferGone(call_id)

@@ -108,6 +108,17 @@ class WebRtcCallerLeg(EdgeStream):
             if self.pc.connectionState in ("failed", "closed", "disconnected"):
                 await self.close(f"webrtc_{self.pc.connectionState}")
 
+    @classmethod
+    async def answering(cls, sdp: str, kind: str = "offer") -> tuple[WebRtcCallerLeg, RTCSessionDescription]:
+        """A leg for a browser's SDP offer, and the answer to send back; a bad offer raises,
+        with nothing left open."""
+        leg = cls()
+        try:
+            return leg, await leg.accept(sdp, kind)
+        except Exception:
+            await leg.release()
+            raise
+
     async def accept(self, sdp: str, kind: str) -> RTCSessionDescription:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         await self.pc.setLocalDescription(await self.pc.createAnswer())

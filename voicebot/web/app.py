@@ -251,11 +251,9 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
         """WebRTC signalling: the browser's SDP offer in, the answer (and the call id) out."""
         if calls is None:
             raise HTTPException(503, "voice calls are not enabled on this server")
-        leg = WebRtcCallerLeg()
         try:
-            answer = await leg.accept(body.sdp, body.type)
+            leg, answer = await WebRtcCallerLeg.answering(body.sdp, body.type)
         except Exception as exc:  # malformed SDP: a clear 400, not a crash
-            await leg.close("bad_offer")
             raise HTTPException(400, f"cannot accept this offer: {exc}") from None
         try:
             call_id = calls.start(CallerLeg(leg, "webrtc", "browser"))
