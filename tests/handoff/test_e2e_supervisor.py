@@ -7,6 +7,7 @@ caller 700 Hz, alice 1300 Hz, sue 1100 Hz.
    its transcript, **listens** (her page hears both sides, nobody hears her), **whispers**
    (alice's page hears her; the caller's recording does not), **barges** (both hear her), and
    stops.
+   Her wallboard shows the caller waiting within a second of the ACD taking them in.
 2. A second caller is with the bot.  Sue listens (she hears the bot), **takes the call over**:
    the bot falls silent, the caller hears sue, she hangs up; the record says who took it."""
 
@@ -31,6 +32,16 @@ SETTINGS = {
     "agents": [{"id": "alice", "name": "Alice Martin", "password": "demo", "queues": {"general": 1}}],
     "users": [{"id": "sue", "name": "Sue Park", "password": "demo", "role": "supervisor"}],
 }
+
+WAITING = '[data-queue="general"] [data-figure="waiting"]'
+# Stamps (on the page's clock, the same machine's) the moment the waiting figure first reads "1".
+WATCH_JS = """() => {
+  const value = document.querySelector('%s .value');
+  window.__shown = null;
+  new MutationObserver(() => {
+    if (value.textContent === "1" && window.__shown === null) window.__shown = Date.now();
+  }).observe(value, {childList: true, characterData: true, subtree: true});
+}""" % WAITING
 
 # Counts, every 100 ms, the frames in which each of ``freqs`` stands out in the page's remote
 # audio (within 15 dB of the loudest bin and above -60 dBFS), with the wall clock of each.
@@ -115,7 +126,8 @@ def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: 
         with sync_playwright() as p:
             browser_a = netns.launch_chromium(p, ns, tools["chromium"], tmp_path / "a", wavs["alice"], base)
             browser_s = netns.launch_chromium(p, ns, tools["chromium"], tmp_path / "s", wavs["sue"], base)
-            alice, sue = browser_a.new_page(), browser_s.new_page()
+            sue_context = browser_s.new_context()  # her console and her wallboard share the login
+            alice, sue = browser_a.new_page(), sue_context.new_page()
             try:
                 srv.wait_ready()
                 login(alice, base, "/agent", "alice")
@@ -124,11 +136,16 @@ def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: 
                 expect(alice.locator("#agent-state")).to_have_text("Ready", timeout=10000)
                 login(sue, base, "/supervisor", "sue")
                 expect(sue.locator("#link-state")).to_have_text("live", timeout=10000)
+                wall = sue_context.new_page()  # sue's wallboard, signed in by the same cookie
+                wall.goto(base + "/wallboard")
+                expect(wall.locator(WAITING)).to_be_visible(timeout=10000)
+                wall.evaluate(WATCH_JS)
                 expect(sue.locator("#agents tr[data-agent=alice]")).to_contain_text("ready", timeout=5000)
 
                 # 1. a caller reaches alice; sue listens, whispers, barges
                 first.dial(f"sip:bank@{netns.SERVER_IP}:5060", limit_s=150)
                 expect(alice.locator("#offer")).to_be_visible(timeout=60000)
+                wall_shown = wall.evaluate("window.__shown")
                 alice.click("#accept")
                 expect(alice.locator("#call")).to_be_visible(timeout=20000)
                 first.play(wavs["caller_tone"])
@@ -196,9 +213,13 @@ def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: 
                 browser_s.close()
         calls = sorted(api.calls(), key=lambda c: c["started_at"])
         records = [api.call(c["id"]) for c in calls]
+        entered = [e["time"] for e in api.queue_log() if e["event"] == "ENTERQUEUE"]
 
     assert len(records) == 2, calls
-    print({"alice_heard_sue": alice_heard_sue, "sue_listen": sue_listen})
+    # the wallboard showed the real caller waiting within a second of the ACD taking them in
+    assert wall_shown is not None and 0 <= wall_shown / 1000 - entered[0] < 1.0, (wall_shown, entered)
+    print({"alice_heard_sue": alice_heard_sue, "sue_listen": sue_listen,
+           "wallboard_after_s": round(wall_shown / 1000 - entered[0], 3)})
     # 1. listen: sue hears both sides, nobody hears her; whisper: alice does, the caller does not; barge: both
     assert sue_listen[CALLER_HZ] >= 1.0 and sue_listen[ALICE_HZ] >= 1.0, sue_listen
     assert alice_heard_sue["listen"] < 0.3, alice_heard_sue

@@ -83,7 +83,7 @@ class Offer(BaseModel):
 
 STATIC = Path(__file__).resolve().parent / "static"
 # the login shells' files (caller.html is served at /)
-PUBLIC_STATIC = {"agent.js", "agent.css", "supervisor.js", "wallboard.js", "wallboard.css", "reports.js"}
+PUBLIC_STATIC = {"agent.js", "agent.css", "supervisor.js", "wallboard.js", "wallboard.css", "reports.js", "signin.js"}
 
 
 def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,

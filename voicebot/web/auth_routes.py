@@ -120,7 +120,7 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
 
 def principal_from_websocket(websocket: WebSocket, sessions: SessionStore, check_origin: bool = True) -> Principal | None:
     """The logged-in principal of a WebSocket handshake (by session cookie), else None: the
-    endpoint then closes with 1008 (policy violation) before accepting.
+    endpoint then refuses it (``refuse_websocket``).
 
     With ``check_origin``, a browser's handshake from another origin is refused too:
     SameSite=Strict keeps the cookie from other sites, but not from sibling subdomains of the
@@ -134,6 +134,14 @@ def principal_from_websocket(websocket: WebSocket, sessions: SessionStore, check
     if principal is not None:
         websocket.state.principal = principal
     return principal
+
+
+async def refuse_websocket(websocket: WebSocket, code: int) -> None:
+    """Refuse with an application close code (4401: not signed in, 4403: not for this role).
+    Accept first: a handshake refused outright reaches a browser only as 1006, and its page
+    could not tell "sign in again" from "the server is away"."""
+    await websocket.accept()
+    await websocket.close(code=code)
 
 
 class _NoEchoRoute(APIRoute):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 from voicebot.auth import SessionStore
 from voicebot.handoff.desk import DeskHub
 from voicebot.switchboard import OfferGone, Switchboard
-from voicebot.web.auth_routes import principal_from_websocket
+from voicebot.web.auth_routes import principal_from_websocket, refuse_websocket
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,10 @@ async def desk_socket(websocket: WebSocket, sessions: SessionStore, hub: DeskHub
                       dispositions: list[str]) -> None:
     principal = principal_from_websocket(websocket, sessions)
     if principal is None:
-        await websocket.close(code=4401)
+        await refuse_websocket(websocket, 4401)
         return
     if principal.role != "agent" or principal.kind != "user" or board is None:
-        await websocket.close(code=4403)
+        await refuse_websocket(websocket, 4403)
         return
     await websocket.accept()
     agent_id = principal.id

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voicebot.auth import SessionStore, role_allows
 from voicebot.supervision import Refused, Supervision
-from voicebot.web.auth_routes import principal_from_websocket
+from voicebot.web.auth_routes import principal_from_websocket, refuse_websocket
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ class Order(BaseModel):
 async def supervisor_socket(websocket: WebSocket, sessions: SessionStore, supervision: Supervision | None) -> None:
     principal = principal_from_websocket(websocket, sessions)
     if principal is None:
-        await websocket.close(code=4401)
+        await refuse_websocket(websocket, 4401)
         return
     if not role_allows(principal.role, "supervisor") or supervision is None:
-        await websocket.close(code=4403)
+        await refuse_websocket(websocket, 4403)
         return
     await websocket.accept()
     me = principal.id

@@ -32,7 +32,7 @@ from voicebot.config import QueueSettings
 from voicebot.handoff.acd import Acd
 from voicebot.records import kpis
 from voicebot.records.store import RecordStore
-from voicebot.web.auth_routes import principal_from_websocket, require
+from voicebot.web.auth_routes import principal_from_websocket, refuse_websocket, require
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +127,17 @@ def wallboard_socket_router(feed: WallboardFeed, sessions: SessionStore) -> APIR
     """The WebSocket ``/api/wallboard``: one JSON board per message, the first at once, then
     each change within a poll, and an unchanged board every ``heartbeat_s`` so the page knows
     the connection lives.  It takes no messages.  Refusals close with 4401 (not signed in) or
-    4403 (not a supervisor or admin) after accepting: a handshake refused outright reaches a
-    browser only as 1006, and the page could not tell "sign in" from "server away"."""
+    4403 (not a supervisor or admin), as ``refuse_websocket`` says why."""
     router = APIRouter()
 
     @router.websocket("/api/wallboard")
     async def wallboard_socket(websocket: WebSocket) -> None:
         principal = principal_from_websocket(websocket, sessions)
         refusal = 4401 if principal is None else None if role_allows(principal.role, "supervisor") else 4403
-        await websocket.accept()
         if refusal is not None:
-            await websocket.close(code=refusal)
+            await refuse_websocket(websocket, refusal)
             return
+        await websocket.accept()
 
         async def send_boards() -> None:
             async for current in feed.stream():

@@ -2,7 +2,7 @@
  *
  * Server side: voicebot/web/desk.py (WebSocket /api/desk, JSON messages, closes 4401 when
  * not signed in and 4403 when the user is not an agent), on top of voicebot/handoff/desk.py;
- * sign-in through POST /api/login, GET /api/me, POST /api/logout.
+ * sign-in and sign-out through signin.js.
  *
  * Plain browser JavaScript: no build step, no dependencies, works offline. Everything the
  * server sends reaches the page through textContent, never innerHTML. All page state lives
@@ -155,74 +155,10 @@
     return confidence ? `${ctx.intent} · ${confidence}` : String(ctx.intent);
   }
 
-  // ------------------------------------------------------------------ sign in / out
-
-  async function checkSession() {
-    try {
-      const response = await fetch("/api/me", { credentials: "same-origin" });
-      if (response.ok) return startDesk(await response.json());
-    } catch (err) {
-      return showLogin("Cannot reach the server. Check the network and reload the page.");
-    }
-    showLogin("");
-  }
-
-  function showLogin(message) {
-    document.body.dataset.view = "login";
-    show("desk-view", false);
-    show("login-view", true);
-    setText("login-error", message);
-    show("login-error", Boolean(message));
-    $("login-submit").disabled = false;
-    document.title = `Sign in – ${BASE_TITLE}`;
-    $("login-user").focus();
-  }
-
-  async function login(event) {
-    event.preventDefault();
-    const user = $("login-user").value.trim();
-    const password = $("login-password").value;
-    if (!user || !password) return loginError("Enter your user name and password.");
-    $("login-submit").disabled = true;
-    unlockAudio();
-    let response;
-    try {
-      response = await fetch("/api/login", {
-        method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ user, password }),
-      });
-    } catch (err) {
-      return loginError("Cannot reach the server. Check the network and try again.");
-    }
-    if (response.ok) {
-      $("login-password").value = "";
-      return startDesk(await response.json());
-    }
-    loginError(loginFailure(response));
-  }
-
-  function loginFailure(response) {
-    if (response.status === 401) return "Wrong user name or password.";
-    if (response.status === 429) {
-      const wait = Number(response.headers.get("Retry-After"));
-      return wait > 0 ? `Too many attempts. Try again in ${fmtDuration(wait)}.` : "Too many attempts. Wait a moment and try again.";
-    }
-    return `Sign-in failed (server answered ${response.status}).`;
-  }
-
-  function loginError(message) {
-    setText("login-error", message);
-    show("login-error", true);
-    $("login-submit").disabled = false;
-    $("login-password").focus();
-  }
+  // ------------------------------------------------------------------ sign in / out (signin.js)
 
   function startDesk(principal) {
     state.me = principal || null;
-    document.body.dataset.view = "desk";
-    show("login-view", false);
-    show("desk-view", true);
     setText("agent-name", (principal && (principal.name || principal.id)) || "");
     document.title = BASE_TITLE;
     renderAll();
@@ -236,10 +172,7 @@
     if (state.agentState && state.agentState !== "logged_out") send({ type: "state", state: "logged_out", reason: null }, true);
     closeSocket();
     resetDesk();
-    try {
-      await fetch("/api/logout", { method: "POST", credentials: "same-origin" });
-    } catch (err) { /* the cookie expires on its own */ }
-    showLogin("");
+    await VoicebotSignIn.signOut();
   }
 
   function resetDesk() {
@@ -300,7 +233,7 @@
     setWsStatus("closed", "Offline");
     show("ws-banner", false);
     resetDesk();
-    showLogin(message);
+    VoicebotSignIn.showLogin(message);
   }
 
   function scheduleReconnect() {
@@ -1309,7 +1242,6 @@
   }
 
   function wire() {
-    $("login-form").addEventListener("submit", login);
     $("signout").addEventListener("click", signOut);
     $("state-select").addEventListener("change", onStateSelectChange);
     $("state-select").addEventListener("keydown", onStateSelectKey);
@@ -1348,7 +1280,11 @@
     wire();
     renderTransferQueues();
     renderDispositions();
-    checkSession();
+    VoicebotSignIn.start({
+      view: "desk", onSignedIn: startDesk,
+      onSubmit: unlockAudio,  // inside the click: the browser lets the ringer sound from now on
+      onSignedOut: () => { document.title = `Sign in – ${BASE_TITLE}`; },
+    });
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);

@@ -1,4 +1,4 @@
-/* voicebot reports: signs in (POST /api/login, GET /api/me), reads GET /api/reports for the
+/* voicebot reports: signs in through signin.js, reads GET /api/reports for the
  * chosen days, queue and interval, and draws volume, service level and handle time over time
  * as plain SVG (no chart library: the product runs offline), then the per-queue, staffing,
  * per-agent and per-intent tables.  The CSV link asks the same report with format=csv.
@@ -6,7 +6,6 @@
 (() => {
   "use strict";
 
-  const ROLES = new Set(["supervisor", "admin"]);
   const SVG = "http://www.w3.org/2000/svg";
   const W = 560;
   const H = 220;
@@ -221,7 +220,7 @@
     } catch (err) {
       return failed("Cannot reach the server.");
     }
-    if (response.status === 401) return showLogin("Your session has ended: sign in again.");
+    if (response.status === 401) return VoicebotSignIn.showLogin("Your session has ended: sign in again.");
     if (!response.ok) {
       let detail = `The server answered ${response.status}.`;
       try { detail = (await response.json()).detail || detail; } catch (err) { /* not JSON */ }
@@ -290,86 +289,22 @@
     }
   }
 
-  // ------------------------------------------------------------------ sign in / out
-
-  async function checkSession() {
-    try {
-      const response = await fetch("/api/me", { credentials: "same-origin" });
-      if (response.ok) return start(await response.json());
-    } catch (err) {
-      return showLogin("Cannot reach the server. Check the network and reload the page.");
-    }
-    showLogin("");
-  }
-
-  function showLogin(message) {
-    document.body.dataset.view = "login";
-    show("report-view", false);
-    show("login-view", true);
-    setText("login-error", message);
-    show("login-error", Boolean(message));
-    $("login-submit").disabled = false;
-    $("login-user").focus();
-  }
-
-  async function login(event) {
-    event.preventDefault();
-    const user = $("login-user").value.trim();
-    const password = $("login-password").value;
-    if (!user || !password) return loginError("Enter your user name and password.");
-    $("login-submit").disabled = true;
-    let response;
-    try {
-      response = await fetch("/api/login", {
-        method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ user, password }),
-      });
-    } catch (err) {
-      return loginError("Cannot reach the server. Check the network and try again.");
-    }
-    if (!response.ok) {
-      return loginError(response.status === 401 ? "Wrong user name or password."
-        : response.status === 429 ? "Too many attempts. Wait a moment and try again."
-          : `Sign-in failed (server answered ${response.status}).`);
-    }
-    $("login-password").value = "";
-    start(await response.json());
-  }
-
-  function loginError(message) {
-    setText("login-error", message);
-    show("login-error", true);
-    $("login-submit").disabled = false;
-    $("login-password").focus();
-  }
+  // ------------------------------------------------------------------ sign in (signin.js)
 
   function start(me) {
-    if (!ROLES.has(me.role)) {
-      showLogin(`${me.name || me.id} is an agent: reports need a supervisor or admin account.`);
-      return;
-    }
-    document.body.dataset.view = "report";
-    show("login-view", false);
-    show("report-view", true);
     setText("who", me.name || me.id);
     load();
-  }
-
-  async function signOut() {
-    try {
-      await fetch("/api/logout", { method: "POST", credentials: "same-origin" });
-    } catch (err) { /* the cookie expires on its own */ }
-    showLogin("");
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     const today = isoDay(new Date());
     $("from").value = today;
     $("to").value = today;
-    $("login-form").addEventListener("submit", login);
     $("filters").addEventListener("submit", load);
-    $("signout").addEventListener("click", signOut);
-    checkSession();
+    $("signout").addEventListener("click", VoicebotSignIn.signOut);
+    VoicebotSignIn.start({
+      view: "report", roles: ["supervisor", "admin"], onSignedIn: start,
+      refused: (me) => `${me.name || me.id} is an agent: reports need a supervisor or admin account.`,
+    });
   });
 })();

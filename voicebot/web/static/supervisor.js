@@ -1,7 +1,7 @@
 /*
  * voicebot supervisor console. Server side: voicebot/web/supervisor.py (WebSocket
  * /api/supervisor: "calls" snapshots in; monitor / mode / stop / take_over / move /
- * agent_state orders out). Sign-in through POST /api/login, GET /api/me, POST /api/logout.
+ * agent_state orders out). Sign-in and sign-out through signin.js.
  * Monitoring is a WebRTC leg of the supervisor's own: their microphone is heard only in
  * whisper (by the agent) or barge (by both), and after taking a call over from the bot.
  */
@@ -21,58 +21,22 @@
   const fmt = (s) => (s === null || s === undefined) ? "" : (s >= 60 ? `${Math.floor(s / 60)}m ${Math.round(s % 60)}s` : `${Math.round(s)}s`);
   const toast = (text) => { $("toast").textContent = text || ""; };
 
-  // ------------------------------------------------------------------ sign in / out
+  // ------------------------------------------------------------------ sign in / out (signin.js)
 
-  async function checkSession() {
-    try {
-      const response = await fetch("/api/me", { credentials: "same-origin" });
-      if (response.ok) return start(await response.json());
-    } catch (err) { return showLogin("Cannot reach the server."); }
-    showLogin("");
-  }
-
-  function showLogin(message) {
-    $("console-view").hidden = true;
-    $("login-view").hidden = false;
-    $("login-error").textContent = message;
-    $("login-error").hidden = !message;
-    $("login-submit").disabled = false;
-  }
-
-  async function login(event) {
-    event.preventDefault();
-    const user = $("login-user").value.trim();
-    const password = $("login-password").value;
-    if (!user || !password) return showLogin("Enter your user name and password.");
-    $("login-submit").disabled = true;
-    let response;
-    try {
-      response = await fetch("/api/login", { method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user, password }) });
-    } catch (err) { return showLogin("Cannot reach the server."); }
-    if (!response.ok) return showLogin(response.status === 401 ? "Wrong user name or password." : `Sign-in failed (${response.status}).`);
-    $("login-password").value = "";
-    start(await response.json());
-  }
+  const REFUSED = "This console is for supervisors and admins.";
 
   function start(principal) {
-    if (!principal || (principal.role !== "supervisor" && principal.role !== "admin")) {
-      return showLogin("This console is for supervisors and admins.");
-    }
     state.me = principal;
-    $("login-view").hidden = true;
-    $("console-view").hidden = false;
     $("me").textContent = principal.name || principal.id;
     state.wanted = true;
     connect();
   }
 
-  async function signOut() {
+  function stop() {
     state.wanted = false;
+    clearTimeout(state.retry);
     closeMedia();
     if (state.ws) state.ws.close();
-    try { await fetch("/api/logout", { method: "POST", credentials: "same-origin" }); } catch (err) { /* expires anyway */ }
-    showLogin("");
   }
 
   // ------------------------------------------------------------------ WebSocket
@@ -86,8 +50,8 @@
     ws.onmessage = (event) => receive(JSON.parse(event.data));
     ws.onclose = (event) => {
       $("link-state").textContent = "offline";
-      if (event.code === 4401) return showLogin("Your session has ended. Sign in again.");
-      if (event.code === 4403) return showLogin("This console is for supervisors and admins.");
+      if (event.code === 4401) return VoicebotSignIn.showLogin("Your session has ended. Sign in again.");
+      if (event.code === 4403) return VoicebotSignIn.showLogin(REFUSED);
       if (state.wanted) state.retry = setTimeout(connect, 2000);
     };
   }
@@ -179,51 +143,109 @@
 
   // ------------------------------------------------------------------ drawing
 
+  // Rows are kept per call and per agent and only their cells are rewritten, so a row being
+  // clicked is never swapped for a new one by the next second's snapshot.
+  const rows = { calls: new Map(), agents: new Map() };
+
+  function keyedRow(kind, key, make) {
+    let tr = rows[kind].get(key);
+    if (!tr) {
+      tr = make();
+      rows[kind].set(key, tr);
+    }
+    return tr;
+  }
+
+  function setCells(tr, values) {
+    values.forEach((value, i) => {
+      const td = tr.children[i];
+      if (typeof value === "string") {
+        if (td.textContent !== value) td.textContent = value;
+      } else {
+        value(td);
+      }
+    });
+  }
+
+  function placeRows(body, kind, keys) {
+    const live = new Set(keys);
+    for (const [key, tr] of rows[kind]) {
+      if (!live.has(key)) { tr.remove(); rows[kind].delete(key); }
+    }
+    keys.forEach((key, i) => {
+      const tr = rows[kind].get(key);
+      if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+    });
+  }
+
+  function pill(td, text, dataState) {
+    let span = td.firstElementChild;
+    if (!span) { span = el("span", "pill"); td.append(span); }
+    if (span.textContent !== text) span.textContent = text;
+    span.dataset.state = dataState;
+  }
+
   function render() {
     const calls = state.calls;
     $("call-count").textContent = String(calls.length);
     $("no-calls").hidden = calls.length > 0;
-    const rows = calls.map((call) => {
-      const tr = el("tr");
-      tr.dataset.callId = call.call_id;
+    calls.forEach((call) => {
+      const tr = keyedRow("calls", call.call_id, () => {
+        const row = el("tr");
+        row.dataset.callId = call.call_id;
+        for (let i = 0; i < 7; i++) row.append(el("td"));
+        row.addEventListener("click", () => { state.selected = row.dataset.callId; render(); });
+        return row;
+      });
       tr.setAttribute("aria-selected", String(call.call_id === state.selected));
-      tr.append(el("td", "", call.caller || call.channel));
-      const st = el("td"); const pill = el("span", "pill", call.state); pill.dataset.state = call.state; st.append(pill); tr.append(st);
-      tr.append(el("td", "", call.queue ? `${call.queue}${call.waiting_s !== null ? " · " + fmt(call.waiting_s) : ""}` : ""));
-      tr.append(el("td", "", call.agent || ""));
-      tr.append(el("td", "", call.intent ? `${call.intent} (${Math.round((call.confidence || 0) * 100)}%)` : ""));
-      const flags = el("td"); call.flags.forEach((f) => flags.append(el("span", "flag", f.replace(/_/g, " ")))); tr.append(flags);
-      tr.append(el("td", "", call.monitor ? `${call.monitor.supervisor}: ${call.monitor.mode}` : ""));
-      tr.addEventListener("click", () => { state.selected = call.call_id; render(); });
-      return tr;
+      const flags = call.flags.map((f) => f.replace(/_/g, " "));
+      setCells(tr, [
+        call.caller || call.channel,
+        (td) => pill(td, call.state, call.state),
+        call.queue ? `${call.queue}${call.waiting_s !== null ? " · " + fmt(call.waiting_s) : ""}` : "",
+        call.agent || "",
+        call.intent ? `${call.intent} (${Math.round((call.confidence || 0) * 100)}%)` : "",
+        (td) => {
+          if (td.dataset.flags !== flags.join(",")) {
+            td.dataset.flags = flags.join(",");
+            td.replaceChildren(...flags.map((f) => el("span", "flag", f)));
+          }
+        },
+        call.monitor ? `${call.monitor.supervisor}: ${call.monitor.mode}` : "",
+      ]);
     });
-    $("calls").replaceChildren(...rows);
+    placeRows($("calls"), "calls", calls.map((c) => c.call_id));
     renderAgents();
     renderDetail();
   }
 
   function renderAgents() {
-    const rows = state.agents.map((agent) => {
-      const tr = el("tr");
-      tr.dataset.agent = agent.id;
-      tr.append(el("td", "", agent.name || agent.id));
-      const pill = el("span", "pill", agent.state.replace("_", " ")); pill.dataset.state = agent.state;
-      const st = el("td"); st.append(pill); tr.append(st);
-      tr.append(el("td", "", fmt(agent.in_state_s)));
-      tr.append(el("td", "", agent.call_id ? agent.call_id.slice(0, 8) : ""));
-      const steer = el("td");
-      [["ready", "Ready"], ["not_ready", "Not ready"], ["logged_out", "Log out"]].forEach(([value, label]) => {
-        const b = el("button", "btn", label);
-        b.type = "button";
-        b.dataset.state = value;
-        b.disabled = agent.state === value;
-        b.addEventListener("click", () => send({ type: "agent_state", agent: agent.id, state: value, reason: value === "not_ready" ? "supervisor" : null }));
-        steer.append(b);
+    state.agents.forEach((agent) => {
+      const tr = keyedRow("agents", agent.id, () => {
+        const row = el("tr");
+        row.dataset.agent = agent.id;
+        for (let i = 0; i < 4; i++) row.append(el("td"));
+        const steer = el("td");
+        [["ready", "Ready"], ["not_ready", "Not ready"], ["logged_out", "Log out"]].forEach(([value, label]) => {
+          const b = el("button", "btn", label);
+          b.type = "button";
+          b.dataset.state = value;
+          b.addEventListener("click", () => send({ type: "agent_state", agent: agent.id, state: value,
+                                                   reason: value === "not_ready" ? "supervisor" : null }));
+          steer.append(b);
+        });
+        row.append(steer);
+        return row;
       });
-      tr.append(steer);
-      return tr;
+      setCells(tr, [
+        agent.name || agent.id,
+        (td) => pill(td, agent.state.replace("_", " "), agent.state),
+        fmt(agent.in_state_s),
+        agent.call_id ? agent.call_id.slice(0, 8) : "",
+        (td) => td.querySelectorAll("button").forEach((b) => { b.disabled = agent.state === b.dataset.state; }),
+      ]);
     });
-    $("agents").replaceChildren(...rows);
+    placeRows($("agents"), "agents", state.agents.map((a) => a.id));
   }
 
   function renderDetail() {
@@ -253,19 +275,25 @@
     if (select.options.length !== state.queues.length) {
       select.replaceChildren(...state.queues.map((q) => { const o = el("option", "", q); o.value = q; return o; }));
     }
-    const items = call.transcript.map((t) => {
-      const li = el("li", "", t.text);
-      li.dataset.speaker = t.speaker === "agent" && t.agent ? `${t.speaker} (${t.agent})` : t.speaker;
-      return li;
-    });
-    $("detail-transcript").replaceChildren(...items);
+    const list = $("detail-transcript");
+    const last = call.transcript[call.transcript.length - 1];
+    const version = `${call.call_id}:${call.transcript.length}:${last ? last.text : ""}`;
+    if (list.dataset.version !== version) {  // redrawn only when it changed: a reader keeps their place
+      list.dataset.version = version;
+      list.replaceChildren(...call.transcript.map((t) => {
+        const li = el("li", "", t.text);
+        li.dataset.speaker = t.speaker;
+        if (t.agent) li.dataset.agent = t.agent;
+        li.prepend(el("strong", "", `${t.speaker === "agent" && t.agent ? t.agent : t.speaker}: `));
+        return li;
+      }));
+    }
   }
 
   // ------------------------------------------------------------------ wiring
 
   document.addEventListener("DOMContentLoaded", () => {
-    $("login-form").addEventListener("submit", login);
-    $("sign-out").addEventListener("click", signOut);
+    $("sign-out").addEventListener("click", VoicebotSignIn.signOut);
     $("btn-listen").addEventListener("click", () => monitor("listen"));
     $("btn-whisper").addEventListener("click", () => monitor("whisper"));
     $("btn-barge").addEventListener("click", () => monitor("barge"));
@@ -280,6 +308,7 @@
       send({ type: "move", call_id: state.selected, queue: $("move-queue").value || null,
              priority: priority === "" ? null : Number(priority) });
     });
-    checkSession();
+    VoicebotSignIn.start({ view: "console", roles: ["supervisor", "admin"], refused: () => REFUSED,
+                           onSignedIn: start, onSignedOut: stop });
   });
 })();

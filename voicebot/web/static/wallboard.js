@@ -1,4 +1,4 @@
-/* voicebot wallboard: signs in (POST /api/login, GET /api/me), then follows the WebSocket
+/* voicebot wallboard: signs in through signin.js, then follows the WebSocket
  * /api/wallboard, one whole board per message (see voicebot/web/wallboard_routes.py), and
  * shows each queue's figures in the colour the server chose against the queue's thresholds.
  *
@@ -12,11 +12,11 @@
 
   const STALE_MS = 25000;
   const BACKOFF_MS = [1000, 2000, 5000, 10000];
-  const ROLES = new Set(["supervisor", "admin"]);
+  const SESSION_ENDED = "Your session has ended. Sign in again.";
+  const NOT_ALLOWED = "The wallboard needs a supervisor or admin account.";
   const state = { socket: null, lastMessage: 0, tiles: new Map(), wanted: false, retry: null, attempt: 0 };
 
   const $ = (id) => document.getElementById(id);
-  const show = (id, on) => { $(id).hidden = !on; };
   const setText = (id, text) => { $(id).textContent = text; };
 
   // ------------------------------------------------------------------ formats
@@ -139,8 +139,8 @@
     socket.onclose = (event) => {
       if (socket !== state.socket) return;
       state.socket = null;
-      if (event.code === 4401) return showLogin("Your session has ended. Sign in again.");
-      if (event.code === 4403) return showLogin("The wallboard needs a supervisor or admin account.");
+      if (event.code === 4401) return VoicebotSignIn.showLogin(SESSION_ENDED);
+      if (event.code === 4403) return VoicebotSignIn.showLogin(NOT_ALLOWED);
       status("lost", "Reconnecting…");
       const delay = BACKOFF_MS[Math.min(state.attempt, BACKOFF_MS.length - 1)];
       state.attempt += 1;
@@ -165,11 +165,8 @@
     } catch (err) {
       return connect();  // the server is away: connect() keeps trying, more slowly each time
     }
-    if (response.status === 401) return showLogin("Your session has ended. Sign in again.");
-    if (response.ok) {
-      const me = await response.json();
-      if (!ROLES.has(me.role)) return showLogin("The wallboard needs a supervisor or admin account.");
-    }
+    if (response.status === 401) return VoicebotSignIn.showLogin(SESSION_ENDED);
+    if (response.ok && !VoicebotSignIn.allows(await response.json())) return VoicebotSignIn.showLogin(NOT_ALLOWED);
     connect();
   }
 
@@ -180,85 +177,20 @@
     }
   }
 
-  // ------------------------------------------------------------------ sign in / out
+  // ------------------------------------------------------------------ sign in / out (signin.js)
 
-  async function checkSession() {
-    try {
-      const response = await fetch("/api/me", { credentials: "same-origin" });
-      if (response.ok) return start(await response.json());
-    } catch (err) {
-      return showLogin("Cannot reach the server. Check the network and reload the page.");
-    }
-    showLogin("");
-  }
-
-  function showLogin(message) {
-    state.wanted = false;
-    closeSocket();
-    clearTimeout(state.retry);
-    document.body.dataset.view = "login";
-    show("board-view", false);
-    show("login-view", true);
-    setText("login-error", message);
-    show("login-error", Boolean(message));
-    $("login-submit").disabled = false;
-    $("login-user").focus();
-  }
-
-  async function login(event) {
-    event.preventDefault();
-    const user = $("login-user").value.trim();
-    const password = $("login-password").value;
-    if (!user || !password) return loginError("Enter your user name and password.");
-    $("login-submit").disabled = true;
-    let response;
-    try {
-      response = await fetch("/api/login", {
-        method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ user, password }),
-      });
-    } catch (err) {
-      return loginError("Cannot reach the server. Check the network and try again.");
-    }
-    if (!response.ok) {
-      return loginError(response.status === 401 ? "Wrong user name or password."
-        : response.status === 429 ? "Too many attempts. Wait a moment and try again."
-          : `Sign-in failed (server answered ${response.status}).`);
-    }
-    $("login-password").value = "";
-    start(await response.json());
-  }
-
-  function loginError(message) {
-    setText("login-error", message);
-    show("login-error", true);
-    $("login-submit").disabled = false;
-    $("login-password").focus();
-  }
-
-  function start(me) {
-    if (!ROLES.has(me.role)) {
-      showLogin(`${me.name || me.id} is an agent: the wallboard needs a supervisor or admin account.`);
-      return;
-    }
-    document.body.dataset.view = "board";
-    show("login-view", false);
-    show("board-view", true);
+  function start() {
     state.wanted = true;
     state.attempt = 0;
     connect();
   }
 
-  async function signOut() {
+  function stop() {
     state.wanted = false;
     closeSocket();
-    try {
-      await fetch("/api/logout", { method: "POST", credentials: "same-origin" });
-    } catch (err) { /* the cookie expires on its own */ }
+    clearTimeout(state.retry);
     state.tiles.clear();
     $("queues").replaceChildren();
-    showLogin("");
   }
 
   function tickClock() {
@@ -266,11 +198,13 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    $("login-form").addEventListener("submit", login);
-    $("signout").addEventListener("click", signOut);
+    $("signout").addEventListener("click", VoicebotSignIn.signOut);
     tickClock();
     setInterval(tickClock, 1000);
     setInterval(watchdog, 5000);
-    checkSession();
+    VoicebotSignIn.start({
+      view: "board", roles: ["supervisor", "admin"], onSignedIn: start, onSignedOut: stop,
+      refused: (me) => `${me.name || me.id} is an agent: the wallboard needs a supervisor or admin account.`,
+    });
   });
 })();
