@@ -42,11 +42,11 @@ CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ = 700.0, 1500.0, 1100.0
 
 
 @pytest.fixture(scope="module")
-def engines(bank):
+def engines(bank_unrecorded):
     from voicebot.pipeline.call import Engines
 
     engines = Engines()
-    engines.warm_prompts(bank)
+    engines.warm_prompts(bank_unrecorded)
     return engines
 
 
@@ -147,13 +147,13 @@ async def supervisor_leg(call: Call, who: str, pcm: bytes, mode: str) -> Handset
     return handset
 
 
-def test_listen_whisper_and_barge_on_a_call_with_an_agent(engines, bank, tmp_path: Path) -> None:
+def test_listen_whisper_and_barge_on_a_call_with_an_agent(engines, bank_unrecorded, tmp_path: Path) -> None:
     request = phone_line(*piper(engines.tts, "I would like to speak to a person, please."))
     dialer = AgentDialer()
     marks: dict[str, tuple[int, int, int]] = {}
 
     async def scenario() -> tuple[str, ScriptedCall, Handset, Handset, RecordStore]:
-        service, board, store = centre(engines, bank, tmp_path, dialer)
+        service, board, store = centre(engines, bank_unrecorded, tmp_path, dialer)
         board.start()
         board.set_state("alice", "ready")
         caller = ScriptedCall([AwaitBot(timeout_s=30), Speak(*request, "agent"), Pause(1.0),
@@ -220,12 +220,12 @@ def test_listen_whisper_and_barge_on_a_call_with_an_agent(engines, bank, tmp_pat
     assert record["agent"] == "alice"
 
 
-def test_a_supervisor_takes_a_call_over_from_the_bot(engines, bank, tmp_path: Path) -> None:
+def test_a_supervisor_takes_a_call_over_from_the_bot(engines, bank_unrecorded, tmp_path: Path) -> None:
     pcm, rate = piper(engines.tts, "Hello, this is Sue, a supervisor at Example Bank. I will help you myself.")
     mic = bytes(16000) + resample(pcm, rate, 16000) + bytes(16000) + tone(SUPERVISOR_HZ, 3, 16000) + bytes(32000 * 20)
 
     async def scenario() -> tuple[str, ScriptedCall, Handset, RecordStore, int, int]:
-        service, board, store = centre(engines, bank, tmp_path, None)
+        service, board, store = centre(engines, bank_unrecorded, tmp_path, None)
         board.start()
         caller = ScriptedCall([Pause(30.0)], input_rate=8000, output_sample_rate=8000, tail_s=0.2)
         call_id = service.start(CallerLeg(caller, "test", "+15551239999"))
@@ -263,13 +263,13 @@ def test_a_supervisor_takes_a_call_over_from_the_bot(engines, bank, tmp_path: Pa
     assert "supervisor" in said or "help you" in said, said
 
 
-def test_the_agent_hangs_up_and_the_caller_rates_the_call_by_key(engines, bank, tmp_path: Path) -> None:
+def test_the_agent_hangs_up_and_the_caller_rates_the_call_by_key(engines, bank_unrecorded, tmp_path: Path) -> None:
     request = phone_line(*piper(engines.tts, "I would like to speak to a person, please."))
     dialer = AgentDialer()
-    settings = bank.spec.settings
-    rated = bank.spec.model_copy(update={"settings": settings.model_copy(update={
+    settings = bank_unrecorded.spec.settings
+    rated = bank_unrecorded.spec.model_copy(update={"settings": settings.model_copy(update={
         "survey": SurveySettings(enabled=True, after=["agent"])})})
-    domain = dataclasses.replace(bank, spec=rated)  # the bank, with the survey on after agents' calls
+    domain = dataclasses.replace(bank_unrecorded, spec=rated)  # the bank, with the survey on after agents' calls
 
     async def scenario() -> tuple[str, RecordStore, Switchboard]:
         service, board, store = centre(engines, domain, tmp_path, dialer)
