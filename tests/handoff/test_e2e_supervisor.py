@@ -9,7 +9,8 @@ caller 700 Hz, alice 1300 Hz, sue 1100 Hz.
    stops.
    Her wallboard shows the caller waiting within a second of the ACD taking them in.
 2. A second caller is with the bot.  Sue listens (she hears the bot), **takes the call over**:
-   the bot falls silent, the caller hears sue, she hangs up; the record says who took it."""
+   the bot falls silent, the caller hears sue, she hangs up; the record says who took it.
+3. Her report of the day shows the calls, alice and the charts."""
 
 from __future__ import annotations
 
@@ -201,6 +202,16 @@ def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: 
                 second.wait_output("terminated", timeout=15)  # voicebot hung up on the caller
                 phases["second_hung_up"] = time.time()
                 sue.screenshot(path=str(tmp_path / "supervisor.png"))
+
+                # 3. the day's report shows both calls, alice among the agents, and its charts
+                report = sue_context.new_page()
+                report_errors: list[str] = []
+                report.on("pageerror", lambda e: report_errors.append(str(e)))
+                report.goto(base + "/reports")
+                expect(report.locator("#chart-volume svg")).to_be_visible(timeout=15000)
+                expect(report.locator("#table-agents")).to_contain_text("alice")
+                expect(report.locator("#table-queues")).to_contain_text("general")
+                assert not report_errors, report_errors
             except BaseException:
                 sue.screenshot(path=str(tmp_path / "failure-sue.png"))
                 alice.screenshot(path=str(tmp_path / "failure-alice.png"))
