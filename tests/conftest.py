@@ -1,4 +1,5 @@
-"""Shared fixtures: one real MiniLM embedder and one trained bank domain per test session.
+"""Shared fixtures: one real MiniLM embedder, one trained bank domain and one set of voice engines
+per test session.
 
 And the rule that CI never passes by skipping: a test skipped because a real client or
 privilege it drives is missing (SIPp, baresip, Chromium, Playwright, root for a network
@@ -35,6 +36,26 @@ def bank(embedder):
     from voicebot.nlu.nlu import load_domain
 
     return load_domain(BANK, embedder)
+
+
+@pytest.fixture(scope="session")
+def bank_unrecorded(bank):
+    """The bank without call recording: no consent prompt, for call tests not about recording."""
+    from tests.bank_variants import unrecorded
+
+    return unrecorded(bank)
+
+
+@pytest.fixture(scope="session")
+def voice_engines(bank):
+    """One set of voice engines (Whisper, Piper with the bank's prompts warmed, Silero) for every
+    in-process call test: loading and warming them costs tens of seconds on a 2-core machine.
+    A module that needs other settings swaps ``config`` on a shallow copy."""
+    from voicebot.pipeline.call import Engines
+
+    engines = Engines()
+    engines.warm_prompts(bank)
+    return engines
 
 
 @pytest.fixture

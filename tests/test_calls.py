@@ -1,7 +1,11 @@
 """The call owner with everything real but the network: a scripted caller talks to the real
 bot (VAD, Whisper, dialog, Piper), asks for a person, waits in the real ACD with hold music,
 and is connected to an agent whose phone is a stand-in dialer (the SIP dialer has its own
-tests); then the record, the transcript of both sides and the queue log are read back."""
+tests); then the record, the transcript of both sides and the queue log are read back.
+
+The domain does not record (no consent prompt: these calls are not about recording), the
+caller asks for a person over the menu instead of hearing it out, and a caller on hold waits
+for the queue event that matters (queued, answered, the offer missed), not a fixed 20 s."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.script_steps import queue_event, steps, until
 from tests.speech import phone_line, piper, rms
 from voicebot.backends import FakeBank
 from voicebot.calls import CallService
@@ -23,7 +28,7 @@ from voicebot.hold import MusicOnHold
 from voicebot.legs import CallerLeg, DialResult
 from voicebot.media import AudioChunk, EdgeStream
 from voicebot.records.store import RecordStore
-from voicebot.scripted_call import AwaitBot, Pause, Press, ScriptedCall, Speak
+from voicebot.scripted_call import AwaitBot, Pause, Press, ScriptedCall, Speak, SpeakWhenBotTalks
 from voicebot.switchboard import Switchboard
 
 pytestmark = pytest.mark.slow
@@ -31,12 +36,13 @@ RATE = 8000
 
 
 @pytest.fixture(scope="module")
-def engines(bank):
-    from voicebot.pipeline.call import Engines
+def engines(voice_engines):  # type: ignore[no-untyped-def]
+    return voice_engines
 
-    engines = Engines()
-    engines.warm_prompts(bank)
-    return engines
+
+def over_the_menu(request: tuple[bytes, int]) -> SpeakWhenBotTalks:
+    """The caller asks for a person while the bot reads out the menu (after the greeting)."""
+    return SpeakWhenBotTalks(Speak(*request, "agent"), after_s=3.0, timeout_s=30)
 
 
 class AgentPhone(EdgeStream):
@@ -128,20 +134,24 @@ def events(store: RecordStore, call_id: str) -> list[str]:
     return [e["event"] for e in store.queue_events(call_id)]
 
 
-def test_caller_reaches_an_agent_who_hears_them_and_is_heard(engines, bank, tmp_path: Path) -> None:
+def test_caller_reaches_an_agent_who_hears_them_and_is_heard(engines, bank_unrecorded, tmp_path: Path) -> None:
     hello = phone_line(*piper(engines.tts, "Hello, this is Alice at Example Bank. How can I help you today?"))
     request = phone_line(*piper(engines.tts, "I would like to speak to a person, please."))
     problem = phone_line(*piper(engines.tts, "Somebody used my card in another country yesterday."))
     dialer = StandInDialer(hello[0] + bytes(RATE * 2) + tone(1500, 1.0))
 
     async def scenario() -> tuple[str, ScriptedCall, RecordStore]:
-        service, board, store = centre(engines, bank, tmp_path, dialer,
+        service, board, store = centre(engines, bank_unrecorded, tmp_path, dialer,
                                        [AgentConfig("alice", "Alice", {"general": 1}, phone="sip:alice@desk")],
                                        QueueConfig("general", wrap_up_s=1.0, ring_s=10))
         board.start()
         board.set_state("alice", "ready")
-        caller = ScriptedCall([AwaitBot(timeout_s=30), Speak(*request, "agent"), AwaitBot(timeout_s=20),
-                               Pause(6.0), Speak(*problem, "problem"), Pause(4.0)],
+        # once alice answers, the caller hears all she says (her greeting, 2 s, her tone) and a
+        # second more, then tells her the problem
+        agent_talks_s = 0.5 + len(dialer.speech) / 2 / RATE
+        caller = ScriptedCall(steps(over_the_menu(request),
+                                         until(queue_event(store, "CONNECT")),
+                                         Pause(agent_talks_s + 1.0), Speak(*problem, "problem"), Pause(4.0)),
                               input_rate=RATE, output_sample_rate=RATE, tail_s=0.5)
         call_id = service.start(CallerLeg(caller, "test", "+15551230000"))
         await wait_for(lambda: call_id not in service.tasks, 120)
@@ -174,16 +184,18 @@ def test_caller_reaches_an_agent_who_hears_them_and_is_heard(engines, bank, tmp_
     assert dialer.phones[0].hung_up_by_us is not None  # the caller left: voicebot hung up the agent's side
 
 
-def test_waiting_caller_leaves_with_a_key_and_the_bot_takes_them_back(engines, bank, tmp_path: Path) -> None:
+def test_waiting_caller_leaves_with_a_key_and_the_bot_takes_them_back(engines, bank_unrecorded, tmp_path: Path) -> None:
     request = phone_line(*piper(engines.tts, "Can I talk to a real person please?"))
 
     async def scenario() -> tuple[str, ScriptedCall, RecordStore]:
-        service, board, store = centre(engines, bank, tmp_path, None,
+        service, board, store = centre(engines, bank_unrecorded, tmp_path, None,
                                        [AgentConfig("bob", "Bob", {"general": 1})],  # logged out
                                        QueueConfig("general", announce_every_s=0))
         board.start()
-        caller = ScriptedCall([AwaitBot(timeout_s=30), Speak(*request, "agent"), AwaitBot(timeout_s=20),
-                               Pause(3.0), Press("*"), AwaitBot(timeout_s=20), Press("#"), AwaitBot(timeout_s=20)],
+        caller = ScriptedCall(steps(over_the_menu(request),
+                                         until(queue_event(store, "ENTERQUEUE")),
+                                         Pause(3.0), Press("*"), AwaitBot(timeout_s=20), Press("#"),
+                                         AwaitBot(timeout_s=20)),
                               input_rate=RATE, output_sample_rate=RATE, tail_s=0.5)
         call_id = service.start(CallerLeg(caller, "test", "+15551230000"))
         await wait_for(lambda: call_id not in service.tasks, 120)
@@ -201,17 +213,19 @@ def test_waiting_caller_leaves_with_a_key_and_the_bot_takes_them_back(engines, b
     assert states[:2] == ["queued", "ivr"] and record["state"] == "ended"
 
 
-def test_caller_who_hangs_up_while_waiting_is_an_abandon(engines, bank, tmp_path: Path) -> None:
+def test_caller_who_hangs_up_while_waiting_is_an_abandon(engines, bank_unrecorded, tmp_path: Path) -> None:
     request = phone_line(*piper(engines.tts, "Can I talk to a real person please?"))
     dialer = StandInDialer(b"", status=486)  # the only agent's phone is busy
 
     async def scenario() -> tuple[str, RecordStore, Switchboard]:
-        service, board, store = centre(engines, bank, tmp_path, dialer,
+        service, board, store = centre(engines, bank_unrecorded, tmp_path, dialer,
                                        [AgentConfig("carol", "Carol", {"general": 1}, phone="sip:carol@desk")],
                                        QueueConfig("general", ring_s=5, missed_offers_max=1))
         board.start()
         board.set_state("carol", "ready")
-        caller = ScriptedCall([AwaitBot(timeout_s=30), Speak(*request, "agent"), AwaitBot(timeout_s=20), Pause(3.0)],
+        caller = ScriptedCall(steps(over_the_menu(request),
+                                         until(queue_event(store, "RINGNOANSWER")),
+                                         Pause(3.0)),
                               input_rate=RATE, output_sample_rate=RATE, tail_s=0.2)
         call_id = service.start(CallerLeg(caller, "test", ""))
         await wait_for(lambda: call_id not in service.tasks, 120)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 BANK = Path(__file__).resolve().parents[1] / "domains" / "bank"
@@ -15,6 +16,13 @@ def voicebot(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "voicebot.cli", *args], input=stdin, capture_output=True,
                           text=True, timeout=300, env=env)
+
+
+def voicebots(*commands: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
+    """Several commands at once, each as ``voicebot`` runs it: each loads the embedding model,
+    seconds of mostly one core that the others need not wait for."""
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        return list(pool.map(lambda args: voicebot(*args), commands))
 
 
 def test_nlu_predict_writes_json_lines() -> None:
@@ -31,13 +39,13 @@ def test_nlu_predict_writes_json_lines() -> None:
 
 
 def test_nlu_eval_reports_and_gates(tmp_path: Path) -> None:
-    ok = voicebot("nlu", "eval", "--domain", str(BANK), "--min-accuracy", "0.95", "--min-oos-recall", "0.8")
+    data = tmp_path / "hard.yaml"
+    data.write_text("examples:\n  check_balance:\n    - purple monkey dishwasher\nout_of_scope:\n  - what's my balance\n")
+    ok, bad = voicebots(("nlu", "eval", "--domain", str(BANK), "--min-accuracy", "0.95", "--min-oos-recall", "0.8"),
+                        ("nlu", "eval", "--domain", str(BANK), "--data", str(data), "--min-accuracy", "0.9", "--json"))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     for heading in ("in-scope accuracy", "out-of-scope recall", "precision", "confusion", "worst examples"):
         assert heading in ok.stdout
-    data = tmp_path / "hard.yaml"
-    data.write_text("examples:\n  check_balance:\n    - purple monkey dishwasher\nout_of_scope:\n  - what's my balance\n")
-    bad = voicebot("nlu", "eval", "--domain", str(BANK), "--data", str(data), "--min-accuracy", "0.9", "--json")
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["in_scope_accuracy"] == 0.0
     assert "FAIL: in-scope accuracy" in bad.stderr

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -60,7 +60,18 @@ class SpeakWhenBotTalks:
     timeout_s: float = 20.0
 
 
-Step = Union[Speak, Press, Pause, AwaitBot, SpeakWhenBotTalks]
+@dataclass(frozen=True)
+class Until:
+    """Listen until ``happened()`` (the call's own news: queued, an agent answered, a prompt
+    begun), checked every 200 ms, at most ``timeout_s``; then go on either way (the test's
+    checks say what did not happen).  Waits for the event, not for a time sized for the
+    slowest machine."""
+
+    happened: Callable[[], bool]
+    timeout_s: float = 60.0
+
+
+Step = Union[Speak, Press, Pause, AwaitBot, SpeakWhenBotTalks, Until]
 
 
 @dataclass
@@ -175,6 +186,12 @@ class ScriptedCall(EdgeStream):
                     yield Dtmf(digit, 100)
                     for _ in range(max(1, int(step.gap_s * 1000 / FRAME_MS))):
                         yield await tick()
+            elif isinstance(step, Until):
+                deadline = time.monotonic() + step.timeout_s
+                ticks = 0
+                while not self.released and time.monotonic() < deadline and (ticks % 10 or not step.happened()):
+                    ticks += 1
+                    yield await tick()
             elif isinstance(step, Pause):
                 for _ in range(int(step.seconds * 1000 / FRAME_MS)):
                     if self.released:

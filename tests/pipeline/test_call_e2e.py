@@ -1,7 +1,9 @@
 """Whole calls through a real-time WAV-backed MediaStream: real VAD, Whisper, dialog, Piper.
 
 Each test is a phone call in real time (the caller listens, barges in, speaks, keys digits),
-then reads the call record the way the API serves it.
+then reads the call record the way the API serves it.  The domain does not record (no consent
+prompt: these calls are not about recording), and a caller who has heard what they waited for
+talks over "anything else?" or hangs up instead of hearing it out.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import date
 
 import pytest
 
+from tests.script_steps import bot_began, steps, until
 from tests.speech import espeak, phone_line, piper, rms
 from voicebot.backends import FakeBank
 from voicebot.records.store import RecordStore
@@ -19,28 +22,35 @@ from voicebot.scripted_call import AwaitBot, Pause, Press, ScriptedCall, Speak, 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def engines(bank):
-    from voicebot.pipeline.call import Engines
+CALL_ID = "e2e-call"  # each call's id, so that its script can wait for what its record says
+BALANCE = "The balance of your checking account ending in 4 5 6 7 is $2,450.75."
 
-    engines = Engines()
-    engines.warm_prompts(bank)
-    return engines
+
+@pytest.fixture(scope="module")
+def engines(voice_engines):  # type: ignore[no-untyped-def]
+    return voice_engines
 
 
 def say(pcm_rate: tuple[bytes, int], label: str) -> Speak:
     return Speak(pcm_rate[0], pcm_rate[1], label)
 
 
-def run(engines, bank, script, rate: int = 8000, bank_backend: FakeBank | None = None):
+def run(engines, bank, script, rate: int = 8000, bank_backend: FakeBank | None = None,
+        store: RecordStore | None = None):
     from voicebot.pipeline.call import run_call
 
-    store = RecordStore(":memory:")
+    store = store or RecordStore(":memory:")
     call = ScriptedCall(script, input_rate=rate, output_sample_rate=rate)
     call_id = asyncio.run(asyncio.wait_for(
         run_call(call, engines=engines, domain=bank, backend=bank_backend or FakeBank(), store=store,
-                 channel="test", caller="+15551230000", today=date(2026, 11, 25)), 120))
+                 channel="test", caller="+15551230000", call_id=CALL_ID, today=date(2026, 11, 25)), 120))
     return call, store.get_call(call_id)
+
+
+def seconds(engines, text: str) -> float:
+    """How long the bot takes to say ``text``."""
+    pcm, rate = piper(engines.tts, text)
+    return len(pcm) / 2 / rate
 
 
 def caller_turns(record):
@@ -51,21 +61,24 @@ def bot_text(record) -> str:
     return " ".join(t["text"] for t in record["turns"] if t["speaker"] == "bot")
 
 
-def test_balance_spoken_then_lost_card_keyed(engines, bank) -> None:
+def test_balance_spoken_then_lost_card_keyed(engines, bank_unrecorded) -> None:
     fake = FakeBank(today=date(2026, 11, 25))
-    script = [
+    store = RecordStore(":memory:")
+    script = steps(
         SpeakWhenBotTalks(say(phone_line(*piper(engines.tts, "What's my balance?")), "balance"), after_s=1.5),
         AwaitBot(),
         say(phone_line(*piper(engines.tts, "four five six seven")), "digits"),
-        AwaitBot(),
+        until(bot_began(store, CALL_ID, "$2,450.75")),
+        Pause(seconds(engines, BALANCE)),  # the balance; the next request goes in over "anything else?"
         say(phone_line(*piper(engines.tts, "Yes. I lost my card.")), "lost card"),
         AwaitBot(),
         Press("4321"),
         AwaitBot(),
         say(phone_line(*espeak("yes please")), "confirm"),
-        AwaitBot(),
-    ]
-    call, record = run(engines, bank, script, bank_backend=fake)
+        until(bot_began(store, CALL_ID, "is now blocked")),
+        Pause(1.0),  # the caller hears it begin, and hangs up
+    )
+    call, record = run(engines, bank_unrecorded, script, bank_backend=fake, store=store)
     turns = caller_turns(record)
     intents = [t["intent"] for t in turns]
     rules = [t["rule"] for t in turns]
@@ -103,19 +116,22 @@ def test_barge_in_stops_the_bot_quickly(engines, bank) -> None:
     assert "How much would you like to pay" in bot_text(record)
 
 
-def test_dtmf_only_call(engines, bank) -> None:
-    script = [Pause(1.0), Press("1"), AwaitBot(), Press("4567"), AwaitBot(), Press("#"), AwaitBot()]
-    call, record = run(engines, bank, script)
+def test_dtmf_only_call(engines, bank_unrecorded) -> None:
+    store = RecordStore(":memory:")
+    # the pound key goes in over "is there anything else?", once the balance has been said
+    script = steps(Pause(1.0), Press("1"), AwaitBot(), Press("4567"), until(bot_began(store, CALL_ID, "$2,450.75")),
+                        Pause(seconds(engines, BALANCE)), Press("#"), AwaitBot())
+    call, record = run(engines, bank_unrecorded, script, store=store)
     keys = [t["text"] for t in caller_turns(record)]
     assert keys[:5] == ["[DTMF 1]", "[DTMF 4]", "[DTMF 5]", "[DTMF 6]", "[DTMF 7]"]
     assert "$2,450.75" in bot_text(record)
     assert record["outcome"] == "completed" and "Goodbye" in bot_text(record)
 
 
-def test_speak_to_agent_transfers_with_transcript(engines, bank) -> None:
-    script = [AwaitBot(timeout_s=30), say(phone_line(*piper(engines.tts, "Can I talk to a real person please?")), "agent"),
-              AwaitBot()]
-    call, record = run(engines, bank, script)
+def test_speak_to_agent_transfers_with_transcript(engines, bank_unrecorded) -> None:
+    # asked over the menu, once the greeting has been said
+    request = say(phone_line(*piper(engines.tts, "Can I talk to a real person please?")), "agent")
+    call, record = run(engines, bank_unrecorded, [SpeakWhenBotTalks(request, after_s=3.0, timeout_s=30), AwaitBot()])
     assert record["transfer"] == {"queue": "general", "reason": "caller_request", "priority": 0, "skills": []}
     assert record["state"] == "ended" and record["outcome"] == "transferred"  # the bot alone: nobody queued it
     assert call.close_reason == "bot_transfer"

@@ -6,7 +6,9 @@ pipeline is under test.
 
 Every call keys 1 (balance) over the greeting, so the bot asks for the account's last four
 digits: a short question the tests can wait out.  With ``no_input_s`` at 2.5 s, silence after a
-question is answered by the domain's no-input re-prompt.
+question is answered by the domain's no-input re-prompt.  The failing-part tests put several
+failures into one call, one after another (each must be re-prompted and the call must go on),
+with the domain's ``max_no_input`` raised so that they do not end in the no-input transfer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import copy
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +26,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from tests.bank_variants import patient
 from tests.speech import phone_line, piper, rms
 from voicebot.audio import resample
 from voicebot.backends import FakeBank
@@ -37,12 +40,10 @@ TODAY = date(2026, 11, 25)
 
 
 @pytest.fixture(scope="module")
-def engines(bank):
-    from voicebot.pipeline.call import Engines, VoiceConfig
+def engines(voice_engines):
+    from voicebot.pipeline.call import VoiceConfig
 
-    engines = Engines(VoiceConfig(no_input_s=NO_INPUT_S))
-    engines.warm_prompts(bank)
-    return engines
+    return with_parts(voice_engines, config=VoiceConfig(no_input_s=NO_INPUT_S))
 
 
 def prompt(bank, name: str) -> str:
@@ -50,14 +51,25 @@ def prompt(bank, name: str) -> str:
 
 
 def run(engines, bank, script: list, backend: Any = None):
+    return run_together(engines, bank, [(script, backend)])[0]
+
+
+def run_together(engines, bank, calls: list[tuple[list, Any]]) -> list[tuple[ScriptedCall, dict]]:
+    """Whole calls (script, backend) at the same time, as a server takes them, on the shared
+    engines; each call's scripted caller and record, in order."""
     from voicebot.pipeline.call import run_call
 
-    store = RecordStore(":memory:")
-    call = ScriptedCall(script, input_rate=8000, output_sample_rate=8000)
-    call_id = asyncio.run(asyncio.wait_for(
-        run_call(call, engines=engines, domain=bank, backend=backend or FakeBank(today=TODAY), store=store,
-                 channel="test", caller="+15551230000", today=TODAY), 150))
-    return call, store.get_call(call_id)
+    async def one(script: list, backend: Any) -> tuple[ScriptedCall, dict]:
+        store = RecordStore(":memory:")
+        call = ScriptedCall(script, input_rate=8000, output_sample_rate=8000)
+        call_id = await run_call(call, engines=engines, domain=bank, backend=backend or FakeBank(today=TODAY),
+                                 store=store, channel="test", caller="+15551230000", today=TODAY)
+        return call, store.get_call(call_id)
+
+    async def all_of_them() -> list[tuple[ScriptedCall, dict]]:
+        return list(await asyncio.wait_for(asyncio.gather(*(one(s, b) for s, b in calls)), 150))
+
+    return asyncio.run(all_of_them())
 
 
 def with_parts(engines, **parts):
@@ -193,116 +205,142 @@ def test_silence_after_a_barge_in_is_met_with_the_no_input_reprompt(engines, ban
 
 
 class FlakyAsr:
-    """The real recogniser, except for its first answer."""
+    """The real recogniser, except for its first answers: the n-th answer suffers ``faults[n]``."""
 
-    def __init__(self, engine, fault: str) -> None:
+    def __init__(self, engine, faults: Sequence[str]) -> None:
         self.engine = engine
-        self.fault = fault
+        self.faults = list(faults)
         self.calls = 0
 
     async def transcribe(self, pcm: bytes, sample_rate: int):
         self.calls += 1
-        if self.calls > 1:
+        if self.calls > len(self.faults):
             return await self.engine.transcribe(pcm, sample_rate)
-        if self.fault == "raises":
+        fault = self.faults[self.calls - 1]
+        if fault == "raises":
             raise RuntimeError("the recogniser's worker died")
-        if self.fault == "hangs":
+        if fault == "hangs":
             await asyncio.Event().wait()
         real = await self.engine.transcribe(pcm, sample_rate)
-        if self.fault == "answers None":
+        if fault == "answers None":
             return None
-        if self.fault == "answers NaN":
+        if fault == "answers NaN":
             return SimpleNamespace(text=real.text, confidence=float("nan"), language="en", window_s=30.0)
-        if self.fault == "answers nonsense":
+        if fault == "answers nonsense":
             return dataclasses.replace(real, text="zxq blorf wibble")
-        assert self.fault == "answers nothing"
+        assert fault == "answers nothing"
         return dataclasses.replace(real, text="")
 
 
-@pytest.mark.parametrize("fault, reason, reprompt", [
-    ("raises", "error", "no_input"),
-    ("hangs", "timeout", "no_input"),
-    ("answers None", "bad_result", "no_input"),
-    ("answers NaN", "bad_result", "no_input"),
-    ("answers nonsense", None, "not_understood"),
-    ("answers nothing", None, "no_input"),
-])
-def test_a_failing_recogniser_reprompts_and_the_call_goes_on(engines, bank, monkeypatch, caplog, fault: str,
-                                                             reason: str | None, reprompt: str) -> None:
+# fault → (the asr_failed reason, None where the answer is a transcript; the prompt that answers it)
+ASR_FAULTS = {
+    "raises": ("error", "no_input"),
+    "hangs": ("timeout", "no_input"),
+    "answers None": ("bad_result", "no_input"),
+    "answers NaN": ("bad_result", "no_input"),
+    "answers nonsense": (None, "not_understood"),
+    "answers nothing": (None, "no_input"),
+}
+
+
+@pytest.mark.parametrize("faults", [("raises", "hangs", "answers None"),
+                                    ("answers NaN", "answers nonsense", "answers nothing")],
+                         ids=["raises-hangs-None", "NaN-nonsense-nothing"])
+def test_a_failing_recogniser_reprompts_and_the_call_goes_on(engines, bank, monkeypatch, caplog,
+                                                             faults: tuple[str, ...]) -> None:
+    """The caller's answers are lost one after another, each in its own way: every time the bot
+    asks again instead of waiting, and the answer after the last lost one goes through."""
     from voicebot.pipeline import processors
 
-    if fault == "hangs":  # the real recogniser must still fit in it on a busy machine
+    if "hangs" in faults:  # the real recogniser must still fit in it on a busy machine
         monkeypatch.setattr(processors, "ASR_TIMEOUT_S", 5.0)
-    before = failures("asr", reason) if reason else 0.0
+    reasons = [ASR_FAULTS[f][0] for f in faults if ASR_FAULTS[f][0] is not None]
+    before = {reason: failures("asr", reason) for reason in reasons}
     digits = speech(engines, "four five six seven")
-    script = [*ASK_BALANCE, AwaitBot(), digits, AwaitBot(timeout_s=20), digits, AwaitBot()]
+    script = [*ASK_BALANCE, AwaitBot(), *[digits, AwaitBot(timeout_s=20)] * len(faults), digits, AwaitBot()]
     with caplog.at_level(logging.WARNING, logger="voicebot.pipeline.processors"):
-        call, record = run(with_parts(engines, asr=FlakyAsr(engines.asr, fault)), bank, script)
+        call, record = run(with_parts(engines, asr=FlakyAsr(engines.asr, faults)),
+                           patient(bank, max_no_input=len(faults) + 1), script)
     texts = [t["text"] for t in bot_turns(record)]
-    # the first answer is lost; the bot asks again instead of waiting for it ...
-    assert prompt(bank, reprompt) in texts, texts
-    assert prompt(bank, "reprompt_account_digits") in texts, texts
-    # ... and the caller's second answer goes through
+    # each lost answer: the bot asks again at once instead of waiting for it ...
+    question = prompt(bank, "ask_account_digits")
+    asked = [question]
+    for fault in faults:
+        asked += [prompt(bank, ASR_FAULTS[fault][1]), prompt(bank, "reprompt_account_digits")]
+    assert question in texts and texts[texts.index(question):][:len(asked)] == asked, texts
+    # ... and the caller's next answer goes through
     assert "$2,450.75" in bot_text(record), texts
     assert any(t["rule"] == "slot_filled:account_last4" for t in record["turns"] if t["speaker"] == "caller")
-    if reason is not None:
-        assert [e["data"] for e in events(record, "asr_failed")] == [{"reason": reason}]
-        assert failures("asr", reason) == before + 1
+    # each failure is recorded and counted as what it was; an answer that is a transcript is none
+    assert [e["data"] for e in events(record, "asr_failed")] == [{"reason": r} for r in reasons]
+    for reason in set(reasons):
+        assert failures("asr", reason) == before[reason] + reasons.count(reason), reason
         assert any("speech recognition failed (%s)" % reason in r.getMessage() for r in caplog.records)
-    else:
-        assert not events(record, "asr_failed")
 
 
 # ------------------------------------------------------------------ a failing voice
 
 
 class FlakyTts:
-    """The real voice, except the first time it is asked to say ``text``."""
+    """The real voice, except when asked to say the text of the next of its ``faults``
+    ((text, fault) pairs, each failing once, in order)."""
 
-    def __init__(self, engine, text: str, fault: str) -> None:
+    def __init__(self, engine, faults: Sequence[tuple[str, str]]) -> None:
         self.engine = engine
-        self.text = text
-        self.fault = fault
-        self.failed = False
+        self.faults = list(faults)
 
     def is_cached(self, text: str, sample_rate: int) -> bool:
         return self.engine.is_cached(text, sample_rate)
 
     async def stream(self, text: str, sample_rate: int) -> AsyncIterator[bytes]:
-        if text != self.text or self.failed:
+        if not self.faults or text != self.faults[0][0]:
             async for pcm in self.engine.stream(text, sample_rate):
                 yield pcm
             return
-        self.failed = True
-        if self.fault == "raises":
+        fault = self.faults.pop(0)[1]
+        if fault == "raises":
             raise RuntimeError("onnxruntime: out of memory")
-        if self.fault == "hangs":
+        if fault == "hangs":
             await asyncio.Event().wait()
-        if self.fault == "breaks off":
+        if fault == "breaks off":
             async for pcm in self.engine.stream(text, sample_rate):
                 yield pcm[: len(pcm) // 3]
                 raise RuntimeError("the voice broke off")
-        assert self.fault == "says nothing"  # what PiperEngine.stream does when Piper raises
+        assert fault == "says nothing"  # what PiperEngine.stream does when Piper raises
 
 
-@pytest.mark.parametrize("fault, reason", [("raises", "error"), ("hangs", "timeout"), ("says nothing", "no_audio"),
-                                           ("breaks off", "error")])
-def test_a_failing_voice_reprompts_and_the_call_goes_on(engines, bank, monkeypatch, fault: str, reason: str) -> None:
+# the question, then each time it is asked again: (prompt, what the voice does, the tts_failed reason)
+TTS_FAULTS = [("ask_account_digits", "hangs", "timeout"),
+              ("reprompt_account_digits", "raises", "error"),
+              ("reprompt_account_digits", "says nothing", "no_audio"),
+              ("reprompt_account_digits", "breaks off", "error")]
+
+
+def test_a_failing_voice_reprompts_and_the_call_goes_on(engines, bank, monkeypatch) -> None:
+    """The voice fails to say the question four times, four ways: each time the question the
+    caller did not hear is asked again at once, and once it is heard the call goes on."""
     from voicebot.pipeline import processors
 
-    if fault == "hangs":  # the real voice must still fit in it (a sentence) on a busy machine
-        monkeypatch.setattr(processors, "TTS_TIMEOUT_S", 5.0)
-    before = failures("tts", reason)
-    question = prompt(bank, "ask_account_digits")
-    script = [*ASK_BALANCE, AwaitBot(timeout_s=20), Press("4567"), AwaitBot()]
-    call, record = run(with_parts(engines, tts=FlakyTts(engines.tts, question, fault)), bank, script)
+    monkeypatch.setattr(processors, "TTS_TIMEOUT_S", 5.0)  # the real voice must still fit in it (a sentence)
+    reasons = [reason for _, _, reason in TTS_FAULTS]
+    before = {reason: failures("tts", reason) for reason in reasons}
+    flaky = FlakyTts(engines.tts, [(prompt(bank, name), fault) for name, fault, _ in TTS_FAULTS])
+    # The failures follow each other with no pause the caller could answer in: the caller waits
+    # for 1.5 s of quiet (the no-input timer for longer) before keying the digits.
+    config = dataclasses.replace(engines.config, no_input_s=7.0)
+    script = [*ASK_BALANCE, AwaitBot(quiet_s=1.5, timeout_s=45), Press("4567"), AwaitBot()]
+    domain = patient(bank, max_no_input=len(TTS_FAULTS) + 1)
+    call, record = run(with_parts(engines, tts=flaky, config=config), domain, script)
     failed = events(record, "tts_failed")
-    assert [(e["data"]["prompt"], e["data"]["reason"]) for e in failed] == [("ask_account_digits", reason)]
-    assert failures("tts", reason) == before + 1
+    assert [(e["data"]["prompt"], e["data"]["reason"]) for e in failed] == [
+        (name, reason) for name, _, reason in TTS_FAULTS]
+    for reason in set(reasons):
+        assert failures("tts", reason) == before[reason] + reasons.count(reason), reason
     texts = [t["text"] for t in bot_turns(record)]
-    # the question the caller did not hear is asked again at once, and the call goes on
-    assert texts[texts.index(question) + 1: texts.index(question) + 3] == [
-        prompt(bank, "no_input"), prompt(bank, "reprompt_account_digits")], texts
+    # each question the caller did not hear is asked again at once, and the call goes on
+    question = prompt(bank, "ask_account_digits")
+    again = [prompt(bank, "no_input"), prompt(bank, "reprompt_account_digits")] * len(TTS_FAULTS)
+    assert question in texts and texts[texts.index(question) + 1:][:len(again)] == again, texts
     assert "$2,450.75" in bot_text(record), texts
     assert rms(call.heard_audio()) > 0.01
 
@@ -325,20 +363,23 @@ class BrokenBank(FakeBank):
         return LookupResult("some_other_lookup", True, {"balance": "$1.00"})
 
 
-@pytest.mark.parametrize("fault, error", [("raises", "backend_error"), ("hangs", "backend_timeout"),
-                                          ("answers a dict", "backend_bad_reply"),
-                                          ("answers another lookup", "backend_bad_reply")])
+BACKEND_FAULTS = {"raises": "backend_error", "hangs": "backend_timeout", "answers a dict": "backend_bad_reply",
+                  "answers another lookup": "backend_bad_reply"}  # fault → the lookup event's error
+
+
 def test_a_failing_backend_is_recorded_as_what_it_is_and_the_caller_hears_the_failure_path(
-        engines, bank, monkeypatch, fault: str, error: str) -> None:
+        engines, bank, monkeypatch) -> None:
+    """One call per way the backend fails, all at once (none of them waits on another)."""
     from voicebot import textchat
 
     monkeypatch.setattr(textchat, "LOOKUP_TIMEOUT_S", 1.5)
     script = [*ASK_BALANCE, AwaitBot(timeout_s=20), Press("4567"), AwaitBot(timeout_s=20)]
-    call, record = run(engines, bank, script, backend=BrokenBank(fault))
-    lookups = events(record, "lookup")
-    assert [(e["data"]["name"], e["data"]["ok"], e["data"]["error"]) for e in lookups] == [
-        ("get_balance", False, error)]
-    # the flow's on_failure: say so, and hand the caller to a person
-    assert "I couldn't find an account ending in 4 5 6 7." in bot_text(record), bot_text(record)
-    assert record["transfer"]["reason"] == "account_not_found"
-    assert record["outcome"] == "transferred"
+    results = run_together(engines, bank, [(script, BrokenBank(fault)) for fault in BACKEND_FAULTS])
+    for (fault, error), (call, record) in zip(BACKEND_FAULTS.items(), results):
+        lookups = events(record, "lookup")
+        assert [(e["data"]["name"], e["data"]["ok"], e["data"]["error"]) for e in lookups] == [
+            ("get_balance", False, error)], fault
+        # the flow's on_failure: say so, and hand the caller to a person
+        assert "I couldn't find an account ending in 4 5 6 7." in bot_text(record), (fault, bot_text(record))
+        assert record["transfer"]["reason"] == "account_not_found", fault
+        assert record["outcome"] == "transferred", fault

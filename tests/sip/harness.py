@@ -5,6 +5,7 @@ tests, a SIP phone made of raw UDP sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -121,7 +122,9 @@ def write_wav(path: Path, pcm: bytes, rate: int = 8000) -> None:
 
 class Baresip:
     """Debian's baresip 1.0, headless: dials, plays a WAV as its microphone, records what it
-    hears, and takes commands (``sndcode`` for DTMF) over ctrl_tcp's netstring JSON."""
+    hears, and takes commands (``sndcode`` for DTMF) over ctrl_tcp's netstring JSON.  It logs to
+    ``baresip.log`` in its folder; ``wait`` quits it as soon as its calls are over (its own
+    ``-t`` limit is only the backstop for a call that never ends)."""
 
     def __init__(self, folder: Path, source_wav: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -135,16 +138,22 @@ class Baresip:
             "module_app account.so", "module_app menu.so", "module_app ctrl_tcp.so",
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}", f"snd_path {folder / 'rec'}", ""]))
         (folder / "accounts").write_text("<sip:caller@127.0.0.1>;regint=0\n")
-        self.proc: subprocess.Popen[str] | None = None
+        self.log_path = folder / "baresip.log"
+        self.proc: subprocess.Popen[bytes] | None = None
         self._ctrl: socket.socket | None = None
 
     def dial(self, uri: str, limit_s: int = 40) -> None:
         assert BARESIP is not None
-        self.proc = subprocess.Popen([BARESIP, "-f", str(self.folder), "-n", "127.0.0.1", "-e", f"/dial {uri}",
-                                      "-t", str(limit_s)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, cwd=self.folder)
+        with self.log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen([BARESIP, "-f", str(self.folder), "-n", "127.0.0.1", "-e", f"/dial {uri}",
+                                          "-t", str(limit_s)], stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=self.folder)
 
-    def command(self, command: str, params: str = "") -> dict:
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace").replace("\r", "\n") if self.log_path.exists() else ""
+
+    def command_socket(self) -> socket.socket:
+        """The ctrl_tcp connection, made on first use (baresip may still be starting)."""
         if self._ctrl is None:
             deadline = time.monotonic() + 15
             while True:
@@ -154,15 +163,19 @@ class Baresip:
                 except OSError:
                     assert time.monotonic() < deadline, "baresip's ctrl_tcp never listened"
                     time.sleep(0.2)
+        return self._ctrl
+
+    def command(self, command: str, params: str = "") -> dict:
+        ctrl = self.command_socket()
         body = json.dumps({"command": command, "params": params, "token": command}).encode()
-        self._ctrl.sendall(str(len(body)).encode() + b":" + body + b",")
+        ctrl.sendall(str(len(body)).encode() + b":" + body + b",")
         while True:  # skip events (call progress, RTCP) until our command's response
             length = b""
             while not length.endswith(b":"):
-                length += self._ctrl.recv(1)
+                length += ctrl.recv(1)
             data = b""
             while len(data) < int(length[:-1]) + 1:
-                data += self._ctrl.recv(int(length[:-1]) + 1 - len(data))
+                data += ctrl.recv(int(length[:-1]) + 1 - len(data))
             message = json.loads(data[:-1])
             if message.get("response"):
                 return message
@@ -171,12 +184,26 @@ class Baresip:
         reply = self.command("sndcode", digits)
         assert reply.get("ok"), reply
 
-    def wait(self, timeout: float = 90) -> str:
+    def wait(self, calls: int = 1, timeout: float = 90) -> str:
+        """Its log, once ``calls`` calls have ended (a REFER it follows is a second call) and it
+        has quit; or once it quits by itself (its ``-t`` limit)."""
         assert self.proc is not None
-        out, _ = self.proc.communicate(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and self.output().count("terminated (duration") < calls:
+            assert time.monotonic() < deadline, f"baresip's calls did not end:\n{self.output()[-3000:]}"
+            time.sleep(0.2)
+        if self.proc.poll() is None:
+            body = json.dumps({"command": "quit", "params": "", "token": "quit"}).encode()
+            with contextlib.suppress(OSError):  # it may quit before it answers
+                self.command_socket().sendall(str(len(body)).encode() + b":" + body + b",")
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                self.proc.wait(timeout=10)
         if self._ctrl is not None:
             self._ctrl.close()
-        return out.replace("\r", "\n")
+        return self.output()
 
     def heard(self, call: int = 0) -> tuple[np.ndarray, int]:
         """What the caller heard on its ``call``-th call (baresip's decoded recording; a

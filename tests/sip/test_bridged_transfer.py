@@ -1,21 +1,22 @@
 """Transfers to an agent's phone (a SIPp UAS) with real callers: bridged by voicebot (the
 caller stays on voicebot's call while voicebot calls the agent and relays the audio), a busy
 agent sending the caller back to the bot, a declined REFER bridged instead, and a blind
-transfer that baresip follows by calling the agent itself."""
+transfer that baresip follows by calling the agent itself.  The server is the package's shared
+``sip_server``: ``general`` goes to the agent's phone by REFER, ``disputes`` is bridged to it."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.sip.harness import (DTMF_PCAPS, HAVE_BARESIP, SIPP, Baresip, free_port, new_calls, phone_messages, record,
-                               sipp, sipp_phone, tone_seconds, voicebot_server, write_wav)
+                               sipp, sipp_phone, tone_seconds, write_wav)
 from voicebot.sip.rtp import g711_encode
 
 pytestmark = [pytest.mark.slow,
@@ -24,18 +25,14 @@ AGENT_TONE_HZ = 1000.0
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bridge")
-    agent_port = free_port(socket.SOCK_DGRAM)
+def server(sip_server: dict[str, Any]) -> dict[str, Any]:
+    """The shared server, with what the agent's phone plays and the caller's silence beside it."""
+    tmp = sip_server["tmp"]
     t = np.arange(8000 * 5) / 8000  # the "agent" talks: five seconds of a 1 kHz tone
     (tmp / "agent.ulaw").write_bytes(g711_encode((0.3 * np.sin(2 * np.pi * AGENT_TONE_HZ * t) * 32767).astype(np.int16).tobytes()))
     write_wav(tmp / "quiet.wav", b"\0" * 8000 * 2 * 60)
     shutil.copy(DTMF_PCAPS / "dtmf_2833_0.pcap", tmp / "dtmf_2833_0.pcap")
-    agent = f"sip:agent@127.0.0.1:{agent_port}"
-    targets = {"general": agent,  # REFER first
-               "disputes": {"uri": agent, "method": "bridge", "ring_s": 10}}
-    with voicebot_server(tmp, {"VOICEBOT_SIP_TCP": "false", "VOICEBOT_SIP_TRANSFER_TARGETS": json.dumps(targets)}) as srv:
-        yield {**srv, "agent_port": agent_port}
+    return sip_server
 
 
 def transfer_events(rec: dict) -> list[dict]:
@@ -132,7 +129,7 @@ def test_declined_refer_falls_back_to_a_bridge(server) -> None:
 def test_a_caller_that_follows_the_refer_reaches_the_agent(server, tmp_path: Path) -> None:
     # 0: an agent, the general queue, by REFER, which baresip follows
     agent, before, phone = agent_and_caller(server, tmp_path, "uas_agent.xml", "0")
-    log = phone.wait()
+    log = phone.wait(calls=2)  # voicebot's call, then the one to the agent
     agent_out, _ = agent.communicate(timeout=60)
     assert agent.returncode == 0, agent_out[-3000:]  # reached, with the call id and queue in hand
     rec = record(server["http"], new_calls(server["http"], before)[0]["id"])

@@ -1,4 +1,5 @@
-"""Real SIP clients against `voicebot serve`: SIPp places calls over UDP on 127.0.0.1."""
+"""Real SIP clients against `voicebot serve` (the package's shared ``sip_server``): SIPp places
+calls over UDP on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import shutil
 import socket
 import subprocess
 import time
+from typing import Any
 
 import pytest
 
-from tests.sip.harness import DTMF_PCAPS, SCENARIOS, SIPP, calls, free_port, record, sipp, voicebot_server
+from tests.sip.harness import DTMF_PCAPS, SCENARIOS, SIPP, calls, free_port, record, sipp
 from tests.speech import phone_line, piper
 from voicebot.sip.rtp import g711_encode
 
@@ -17,11 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with voicebot_server(tmp_path_factory.mktemp("sip"), {
-            "VOICEBOT_SIP_ANSWER_AFTER_S": "1.0", "VOICEBOT_MAX_CALLS": "20", "VOICEBOT_SIP_MAX_SETUPS_PER_S": "50",
-            "VOICEBOT_SIP_TRANSFER_TARGETS": '{"general": "sip:agents@127.0.0.1:5999"}'}) as server:
-        yield server
+def server(sip_server: dict[str, Any]) -> dict[str, Any]:
+    """It answers after ringing a second, takes twenty calls, and sends ``general`` by REFER."""
+    return sip_server
 
 
 @pytest.mark.skipif(SIPP is None, reason="sipp (Debian sip-tester) is not installed; make test installs it")
@@ -102,14 +102,14 @@ def test_agent_request_is_transferred_by_refer(server) -> None:
     messages = next(server["tmp"].glob("uac_transfer_refer_*_messages.log")).read_text()
     refer = messages[messages.index("REFER sip:"):]
     refer = refer[: refer.index("\n\n")]
-    assert "Refer-To: <sip:agents@127.0.0.1:5999?" in refer and "X-Voicebot-Reason=caller_request" in refer
+    assert f"Refer-To: <{server['agent']}?" in refer and "X-Voicebot-Reason=caller_request" in refer
     assert "X-Voicebot-Queue: general" in refer and "User-to-User: " in refer and "encoding=hex" in refer
     new = [c for c in calls(server["http"]) if c["id"] not in before]
     assert len(new) == 1 and f"X-Voicebot-Context: {server['http']}/api/calls/{new[0]['id']}" in refer
     assert new[0]["transfer"]["queue"] == "general" and new[0]["transfer"]["reason"] == "caller_request"
     time.sleep(0.5)
     events = [e["data"] for e in record(server["http"], new[0]["id"])["events"] if e["kind"] == "sip_transfer"]
-    assert events == [{"method": "REFER", "target": "sip:agents@127.0.0.1:5999", "ok": True,
+    assert events == [{"method": "REFER", "target": server["agent"], "ok": True,
                        "refer_status": 202, "target_status": 200}]
 
 

@@ -10,7 +10,7 @@ Run it inside the test's network namespace (aiortc gathers no loopback candidate
     python -m tests.web.rtc_client --base http://198.18.0.1:8080 --wav mic.wav --token T
 
 It prints one JSON object: the call id, what it sent, the call record and the server's
-``/metrics`` text.
+``/metrics`` text before and after the call (the server may have taken other calls).
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ async def call(base: str, wav: str, token: str, keys: list[str]) -> dict[str, An
             if time.monotonic() > deadline:
                 raise SystemExit("the server did not come up")
             await asyncio.sleep(1)
+        metrics_before = (await http.get("/metrics", headers=headers)).text
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)  # aiortc gathers its candidates here
         reply = await http.post("/api/offer", json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
@@ -123,7 +124,8 @@ async def call(base: str, wav: str, token: str, keys: list[str]) -> dict[str, An
             pinger.cancel()
             await pc.close()
         await asyncio.sleep(1.0)  # the server notices the hang-up and ends the record
-        return {"call_id": call_id, "sent": sent, "record": await record(), "metrics": metrics}
+        return {"call_id": call_id, "sent": sent, "record": await record(), "metrics_before": metrics_before,
+                "metrics": metrics}
 
 
 def main() -> None:

@@ -23,12 +23,24 @@ from voicebot.web.app import create_app
 
 @pytest.fixture
 def registry(bank_copy: Path, embedder) -> DomainRegistry:
+    """A copy of the bank that a test edits (loading and training it takes a second or two)."""
     return DomainRegistry(bank_copy, lambda root: load_domain(root, embedder))
 
 
 @pytest.fixture
-def client(registry: DomainRegistry) -> TestClient:
+def edited_client(registry: DomainRegistry) -> TestClient:
     return TestClient(create_app(registry, FakeBank(), directory=api_token.directory()), headers=api_token.HEADERS)
+
+
+@pytest.fixture(scope="module")
+def bank_registry(bank) -> DomainRegistry:  # type: ignore[no-untyped-def]
+    """The bank as trained once for the session, for the tests that do not edit it."""
+    return DomainRegistry(Path(bank.spec.root), lambda _root: bank)
+
+
+@pytest.fixture
+def client(bank_registry: DomainRegistry) -> TestClient:
+    return TestClient(create_app(bank_registry, FakeBank(), directory=api_token.directory()), headers=api_token.HEADERS)
 
 
 def test_health_and_openapi(client: TestClient) -> None:
@@ -61,32 +73,34 @@ def test_bad_requests_are_rejected(client: TestClient, body: dict) -> None:
     assert client.post("/api/chat/nope", json={"text": "hi"}).status_code == 404
 
 
-def test_hot_reload_applies_to_new_calls_only(client: TestClient, registry: DomainRegistry, bank_copy: Path) -> None:
-    old_sid = client.post("/api/chat").json()["session_id"]
+def test_hot_reload_applies_to_new_calls_only(edited_client: TestClient, registry: DomainRegistry,
+                                              bank_copy: Path) -> None:
+    old_sid = edited_client.post("/api/chat").json()["session_id"]
     prompts = bank_copy / "prompts.yaml"
     prompts.write_text(prompts.read_text().replace("Thank you for calling Example Bank.",
                                                    "Welcome to Example Bank, now open late.", 1))
     assert registry.reload_if_changed()
-    assert client.post("/api/chat").json()["actions"][0]["text"] == "Welcome to Example Bank, now open late."
+    assert edited_client.post("/api/chat").json()["actions"][0]["text"] == "Welcome to Example Bank, now open late."
     # the call already in progress keeps the domain it started with
-    old = client.post(f"/api/chat/{old_sid}", json={"text": "bye"}).json()
+    old = edited_client.post(f"/api/chat/{old_sid}", json={"text": "bye"}).json()
     assert old["actions"][0]["text"].startswith("Thank you for calling Example Bank")
 
 
-def test_invalid_edit_keeps_the_old_domain(client: TestClient, registry: DomainRegistry, bank_copy: Path) -> None:
+def test_invalid_edit_keeps_the_old_domain(edited_client: TestClient, registry: DomainRegistry,
+                                           bank_copy: Path) -> None:
     before = registry.current
     flows = bank_copy / "flows.yaml"
     flows.write_text(flows.read_text().replace("- ask: card_last4", "- ask: card_last_four", 1))
     assert not registry.reload_if_changed()
     assert registry.current is before
-    status = client.get("/api/domain").json()
+    status = edited_client.get("/api/domain").json()
     assert status["rejected"] == 1 and status["reloads"] == 0
     assert any("flows.yaml:" in p and "card_last_four" in p for p in status["last_problems"])
     assert not registry.reload_if_changed()  # the same broken content is not retried
     flows.write_text(flows.read_text().replace("card_last_four", "card_last4"))
     prompts = bank_copy / "prompts.yaml"
     prompts.write_text(prompts.read_text().replace("Goodbye!", "Bye now!"))
-    assert registry.reload_if_changed() and client.get("/api/domain").json()["last_problems"] == []
+    assert registry.reload_if_changed() and edited_client.get("/api/domain").json()["last_problems"] == []
 
 
 def _free_port() -> int:
@@ -151,20 +165,20 @@ class _NoCalls:
     ({"sdp": "x", "type": "offer"}, 422),
     ({"sdp": "v=0 long enough", "type": "answer"}, 422),
 ])
-def test_bad_webrtc_offers_are_rejected(registry: DomainRegistry, body: dict, status: int) -> None:
-    client = TestClient(create_app(registry, FakeBank(), calls=_NoCalls()))  # type: ignore[arg-type]
+def test_bad_webrtc_offers_are_rejected(bank_registry: DomainRegistry, body: dict, status: int) -> None:
+    client = TestClient(create_app(bank_registry, FakeBank(), calls=_NoCalls()))  # type: ignore[arg-type]
     response = client.post("/api/offer", json=body)
     assert response.status_code == status, response.text
     assert client.get("/healthz").status_code == 200
 
 
-def test_call_records_api(registry: DomainRegistry, tmp_path: Path) -> None:
+def test_call_records_api(bank_registry: DomainRegistry, tmp_path: Path) -> None:
     from voicebot.records.store import RecordStore
 
     store = RecordStore(tmp_path / "r.sqlite3")
     call_id = store.start_call("webrtc", "browser", "Example Bank")
     store.add_turn(call_id, "caller", "what's my balance", 1.0)
-    client = TestClient(create_app(registry, FakeBank(), store=store, directory=api_token.directory()),
+    client = TestClient(create_app(bank_registry, FakeBank(), store=store, directory=api_token.directory()),
                         headers=api_token.HEADERS)
     assert [c["id"] for c in client.get("/api/calls").json()] == [call_id]
     record = client.get(f"/api/calls/{call_id}").json()

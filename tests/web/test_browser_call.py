@@ -1,15 +1,14 @@
 """A real browser calls the bot: Debian's Chromium, driven by Playwright, with a synthesised
-WAV as its microphone, over WebRTC to `voicebot serve`, inside a private network namespace."""
+WAV as its microphone, over WebRTC to `voicebot serve` (the package's shared ``netns_server``),
+inside a private network namespace."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,55 +47,43 @@ def microphone_wav(path: Path) -> None:
 
 
 @pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
-def test_browser_places_a_call_and_the_record_has_it(tmp_path: Path) -> None:
+def test_browser_places_a_call_and_the_record_has_it(netns_server: dict[str, Any], tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     wav = tmp_path / "mic.wav"
     microphone_wav(wav)
-    with netns.namespace() as ns:
-        server = subprocess.Popen(
-            [*netns.exec_prefix(ns), sys.executable, "-m", "voicebot.cli", "serve", "--host", netns.SERVER_IP,
-             "--port", "8080", "--db", str(tmp_path / "calls.sqlite3")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        base = f"http://{netns.SERVER_IP}:8080"
-        try:
-            with sync_playwright() as p:
-                browser = netns.launch_chromium(p, ns, CHROMIUM, tmp_path, wav, base)
-                page = browser.new_page()
-                console: list[str] = []
-                page.on("console", lambda m: console.append(m.text))
-                deadline = time.monotonic() + 120
-                while True:  # the server loads its models first
-                    try:
-                        page.goto(base + "/", timeout=5000)
-                        break
-                    except Exception:
-                        assert server.poll() is None, server.stdout.read() if server.stdout else ""
-                        assert time.monotonic() < deadline, "server did not come up"
-                        time.sleep(1)
-                page.click("#call")
-                try:
-                    page.wait_for_function("document.body.dataset.callId", timeout=30000)
-                except Exception:
-                    raise AssertionError(f"no call: status={page.inner_text('#status')!r} console={console}") from None
-                call_id = page.evaluate("document.body.dataset.callId")
-                # the caller's request is transcribed and the bot asks for the account digits
-                page.wait_for_selector("text=last four digits of your account", timeout=60000)
-                for key in "4567":
-                    page.click(f"#keypad button[data-key='{key}']")
-                    page.wait_for_timeout(200)
-                page.wait_for_selector("text=$2,450.75", timeout=30000)
-                page.screenshot(path=str(tmp_path / "caller.png"))
-                page.click("#hangup")
-                record = page.evaluate(f"fetch('/api/calls/{call_id}' + document.body.dataset.callQuery)"
-                                       ".then(r => r.json())")
-                browser.close()
-        finally:
-            server.terminate()
+    server, base = netns_server["process"], netns_server["base"]
+    with sync_playwright() as p:
+        browser = netns.launch_chromium(p, netns_server["ns"], CHROMIUM, tmp_path, wav, base)
+        page = browser.new_page()
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text))
+        deadline = time.monotonic() + 120
+        while True:  # the server loads its models first
             try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+                page.goto(base + "/", timeout=5000)
+                break
+            except Exception:
+                assert server.poll() is None, netns_server["log"].read_text()[-4000:]
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(1)
+        page.click("#call")
+        try:
+            page.wait_for_function("document.body.dataset.callId", timeout=30000)
+        except Exception:
+            raise AssertionError(f"no call: status={page.inner_text('#status')!r} console={console}") from None
+        call_id = page.evaluate("document.body.dataset.callId")
+        # the caller's request is transcribed and the bot asks for the account digits
+        page.wait_for_selector("text=last four digits of your account", timeout=60000)
+        for key in "4567":
+            page.click(f"#keypad button[data-key='{key}']")
+            page.wait_for_timeout(200)
+        page.wait_for_selector("text=$2,450.75", timeout=30000)
+        page.screenshot(path=str(tmp_path / "caller.png"))
+        page.click("#hangup")
+        record = page.evaluate(f"fetch('/api/calls/{call_id}' + document.body.dataset.callQuery)"
+                               ".then(r => r.json())")
+        browser.close()
     caller = [t for t in record["turns"] if t["speaker"] == "caller"]
     assert record["channel"] == "webrtc"
     assert caller[0]["intent"] == "check_balance", caller
