@@ -440,3 +440,15 @@ def state_path(record: dict[str, Any]) -> list[str]:
 def queue_events(api: Api, call_id: str) -> list[tuple[str, str]]:
     """(event, agent) of the queue log lines for one call, from GET /api/queue_log."""
     return [(e["event"], e["agent"]) for e in api.queue_log() if e["call_id"] == call_id]
+
+
+# The wallboard's figure of callers waiting in the queue general.
+WAITING = '[data-queue="general"] [data-figure="waiting"]'
+# Stamps (on the page's clock) the moment the waiting figure first reads "1".
+WATCH_WAITING_JS = """() => {
+  const value = document.querySelector('%s .value');
+  window.__shown = null;
+  new MutationObserver(() => {
+    if (value.textContent === "1" && window.__shown === null) window.__shown = Date.now();
+  }).observe(value, {childList: true, characterData: true, subtree: true});
+}""" % WAITING

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from tests import netns
-from tests.handoff.e2e import Baresip, require, server, silence, speech, tone, tone_seconds, write_wav
+from tests.handoff.e2e import (WAITING, WATCH_WAITING_JS, Baresip, require, server, silence, speech, tone, tone_seconds,
+                               write_wav)
 
 pytestmark = pytest.mark.slow
 CALLER_HZ, ALICE_HZ, SUE_HZ = 700.0, 1300.0, 1100.0
@@ -33,16 +34,6 @@ SETTINGS = {
     "agents": [{"id": "alice", "name": "Alice Martin", "password": "demo", "queues": {"general": 1}}],
     "users": [{"id": "sue", "name": "Sue Park", "password": "demo", "role": "supervisor"}],
 }
-
-WAITING = '[data-queue="general"] [data-figure="waiting"]'
-# Stamps (on the page's clock, the same machine's) the moment the waiting figure first reads "1".
-WATCH_JS = """() => {
-  const value = document.querySelector('%s .value');
-  window.__shown = null;
-  new MutationObserver(() => {
-    if (value.textContent === "1" && window.__shown === null) window.__shown = Date.now();
-  }).observe(value, {childList: true, characterData: true, subtree: true});
-}""" % WAITING
 
 # Counts, every 100 ms, the frames in which each of ``freqs`` stands out in the page's remote
 # audio (within 15 dB of the loudest bin and above -60 dBFS), with the wall clock of each.
@@ -140,7 +131,7 @@ def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: 
                 wall = sue_context.new_page()  # sue's wallboard, signed in by the same cookie
                 wall.goto(base + "/wallboard")
                 expect(wall.locator(WAITING)).to_be_visible(timeout=10000)
-                wall.evaluate(WATCH_JS)
+                wall.evaluate(WATCH_WAITING_JS)
                 expect(sue.locator("#agents tr[data-agent=alice]")).to_contain_text("ready", timeout=5000)
 
                 # 1. a caller reaches alice; sue listens, whispers, barges

@@ -26,7 +26,7 @@ import pytest
 import uvicorn
 
 from tests import api_token
-from tests.handoff.e2e import require
+from tests.handoff.e2e import WAITING, WATCH_WAITING_JS, require
 from tests.sip.harness import free_port
 from voicebot.auth import Directory
 from voicebot.backends import FakeBank
@@ -47,17 +47,6 @@ SETTINGS = {
     "users": [{"id": "sam", "password": "s-pass", "role": "supervisor"}],
     "api_tokens": json.loads(api_token.ENV["VOICEBOT_API_TOKENS"]),
 }
-WAITING = '[data-queue="general"] [data-figure="waiting"]'
-# Stamps (on the page's clock) the moment the waiting figure first reads "1".
-WATCH_JS = """() => {
-  const value = document.querySelector('%s .value');
-  window.__shown = null;
-  new MutationObserver(() => {
-    if (value.textContent === "1" && window.__shown === null) window.__shown = Date.now();
-  }).observe(value, {childList: true, characterData: true, subtree: true});
-}""" % WAITING
-
-
 class Served:
     """The app under uvicorn on a thread; ``restart`` stops it and serves the same app (its
     sessions, its ACD) again on the same port, as a server restart looks to a browser."""
@@ -160,7 +149,7 @@ def test_a_caller_entering_the_queue_shows_on_the_wallboard_within_a_second(tmp_
             expect(page.locator("#centre-not-ready")).to_have_text("1")
 
             # a caller enters the queue: the page shows it within a second
-            page.evaluate(WATCH_JS)
+            page.evaluate(WATCH_WAITING_JS)
             board = srv.app.state.switchboard
 
             def enter(call_id: str) -> float:

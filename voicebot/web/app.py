@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, WebSocket
@@ -84,6 +85,13 @@ class Offer(BaseModel):
 STATIC = Path(__file__).resolve().parent / "static"
 # the login shells' files (caller.html is served at /)
 PUBLIC_STATIC = {"agent.js", "agent.css", "supervisor.js", "wallboard.js", "wallboard.css", "reports.js", "signin.js"}
+
+
+def _shell(page: Path) -> Callable[[], FileResponse]:
+    def shell() -> FileResponse:
+        return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    return shell
 
 
 def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
@@ -268,25 +276,10 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
     def caller_page() -> FileResponse:
         return FileResponse(STATIC / "caller.html")
 
-    @app.get("/agent", include_in_schema=False)
-    def agent_page() -> FileResponse:
-        """The desktop's shell: a login form until /api/me says who is there; no data in it."""
-        return FileResponse(STATIC / "agent.html", headers={"Cache-Control": "no-cache"})
-
-    @app.get("/wallboard", include_in_schema=False)
-    def wallboard_page() -> FileResponse:
-        """The wall screen's shell: a supervisor's login form until /api/me says who is there."""
-        return FileResponse(STATIC / "wallboard.html", headers={"Cache-Control": "no-cache"})
-
-    @app.get("/reports", include_in_schema=False)
-    def reports_page() -> FileResponse:
-        """The reports' shell: a supervisor's login form until /api/me says who is there."""
-        return FileResponse(STATIC / "reports.html", headers={"Cache-Control": "no-cache"})
-
-    @app.get("/supervisor", include_in_schema=False)
-    def supervisor_page() -> FileResponse:
-        """The supervisor console's shell: a login form until /api/me says who is there."""
-        return FileResponse(STATIC / "supervisor.html", headers={"Cache-Control": "no-cache"})
+    # The pages of people who sign in: each a shell with a sign-in form until /api/me says who is
+    # there (static/signin.js); the data comes only after, over the API.
+    for path in ("/agent", "/supervisor", "/wallboard", "/reports"):
+        app.add_api_route(path, _shell(STATIC / f"{path[1:]}.html"), methods=["GET"], include_in_schema=False)
 
     supervision = None
     if calls is not None and store is not None:
