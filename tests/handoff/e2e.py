@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from tests import api_token
-from tests.sip.harness import free_port
+from tests.sip.harness import free_port, quiet_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "sip" / "scenarios"
@@ -305,8 +305,8 @@ class Baresip:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "rec").mkdir(exist_ok=True)
         self.folder, self.host, self.ns = folder, host, ns
-        self.ctrl_port = 4444 if ns else free_port()  # a fresh namespace has every port free
-        sip_port = 5070 if ns else free_port(socket.SOCK_DGRAM)
+        self.ctrl_port = 4444 if ns else quiet_port()  # a fresh namespace has every port free
+        sip_port = 5070 if ns else quiet_port(socket.SOCK_DGRAM)
         (folder / "config").write_text("\n".join([
             f"sip_listen {host}:{sip_port}", "audio_player aufile,/dev/null",
             f"audio_source aufile,{source_wav}", "audio_alert aufile,/dev/null",

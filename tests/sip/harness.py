@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -40,6 +41,22 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def quiet_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A free port below the ephemeral range (32768+ on Linux), for a child process that binds
+    it a moment later: an ephemeral port found free can be handed to another socket (the
+    server's RTP, SIPp's) before the child binds it; these ports are never handed out."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(20000, 30999)
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def free_port_both() -> int:
@@ -130,9 +147,9 @@ class Baresip:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "rec").mkdir(exist_ok=True)
         self.folder = folder
-        self.ctrl_port = free_port()
+        self.ctrl_port = quiet_port()
         (folder / "config").write_text("\n".join([
-            f"sip_listen 127.0.0.1:{free_port(socket.SOCK_DGRAM)}", "audio_player aufile,/dev/null",
+            f"sip_listen 127.0.0.1:{quiet_port(socket.SOCK_DGRAM)}", "audio_player aufile,/dev/null",
             f"audio_source aufile,{source_wav}", "audio_alert aufile,/dev/null",
             f"module_path {BARESIP_MODULES}", "module g711.so", "module aufile.so", "module sndfile.so",
             "module_app account.so", "module_app menu.so", "module_app ctrl_tcp.so",
@@ -161,7 +178,9 @@ class Baresip:
                     self._ctrl = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=5)
                     break
                 except OSError:
-                    assert time.monotonic() < deadline, "baresip's ctrl_tcp never listened"
+                    exited = self.proc.poll() if self.proc is not None else None
+                    assert exited is None and time.monotonic() < deadline, (
+                        f"baresip's ctrl_tcp never listened (baresip exit status {exited}):\n{self.output()[-3000:]}")
                     time.sleep(0.2)
         return self._ctrl
 
