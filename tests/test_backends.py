@@ -88,3 +88,16 @@ async def test_fake_bank() -> None:
     paid = await bank.lookup("make_payment", {"amount": "42.10", "from_account": "checking"})
     assert paid.ok and paid.data["new_balance"] == "$2,408.65"
     assert (await bank.lookup("make_payment", {"amount": "99999", "from_account": "savings"})).error == "insufficient_funds"
+
+
+async def test_a_bad_lookup_logs_argument_names_never_their_values(caplog: pytest.LogCaptureFixture) -> None:
+    """A designer may pass what a caller keyed (a PIN) to a lookup: a lookup that fails on its
+    arguments names them and the kind of error, and never writes the values into the log."""
+    bank = FakeBank()
+    with caplog.at_level("WARNING"):
+        result = await bank.lookup("make_payment", {"amount": "12x4", "from_account": "checking", "pin": "8357"})
+        await bank.lookup("get_balance", {"account": "4567", "pin": "8357"})
+    assert result.error == "bad_arguments"
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "make_payment(amount, from_account, pin)" in logged and "get_balance(account, pin)" in logged
+    assert "8357" not in logged and "12x4" not in logged

@@ -102,7 +102,8 @@ class FakeBank:
         try:
             data = handler(**args)
         except (TypeError, InvalidOperation, KeyError, ValueError) as exc:
-            log.warning("fake bank %s(%s): %s", name, args, exc)
+            # names and the kind of error only: a value may be what a caller keyed (a PIN, a card)
+            log.warning("fake bank %s(%s): %s", name, ", ".join(sorted(args)), type(exc).__name__)
             return LookupResult(name, False, {}, "bad_arguments")
         if "error" in data:
             return LookupResult(name, False, data, data["error"])
