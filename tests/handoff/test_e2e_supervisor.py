@@ -137,7 +137,9 @@ def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: 
                 # 1. a caller reaches alice; sue listens, whispers, barges
                 first.dial(f"sip:bank@{netns.SERVER_IP}:5060", limit_s=150)
                 expect(alice.locator("#offer")).to_be_visible(timeout=60000)
-                wall_shown = wall.evaluate("window.__shown")
+                # the wallboard reads the ACD every 0.2 s: the desktop's offer may be drawn first
+                wall_shown = api.wait_for("the wallboard showing the caller",
+                                          lambda: wall.evaluate("window.__shown"), timeout=3, every=0.1)
                 alice.click("#accept")
                 expect(alice.locator("#call")).to_be_visible(timeout=20000)
                 first.play(wavs["caller_tone"])
