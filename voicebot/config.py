@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,6 +99,59 @@ class WallboardThresholds(BaseModel):
         return self
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+RANGE = r"^([01][0-9]|2[0-4]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$"
+
+
+class HoursSettings(BaseModel):
+    """When a queue takes callers: ``weekly`` maps ``mon``..``sun`` to ``"HH:MM-HH:MM"`` ranges in
+    ``timezone`` (a day left out is closed all day); ``holidays`` are whole closed days.  A range
+    may end at ``24:00``; one ending before it starts runs past midnight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = Field("UTC", description="an IANA zone, e.g. Europe/Paris")
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = Field(
+        default_factory=dict, description="day → ranges like 08:00-12:30")
+    holidays: list[date] = Field(default_factory=list, description="closed all day (YYYY-MM-DD)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (an IANA name such as Europe/London)") from None
+        return value
+
+    @field_validator("weekly")
+    @classmethod
+    def _ranges(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        import re
+
+        for day, ranges in value.items():
+            for r in ranges:
+                if not re.match(RANGE, r) or r[:5] > "24:00" or r[6:] > "24:00" or r[:5] == r[6:]:
+                    raise ValueError(f"{day}: {r!r} is not a range like 08:00-17:30")
+        return value
+
+
+class OutboundTrunkSettings(BaseModel):
+    """Where voicebot's own calls leave (callbacks): a proxy, PBX or carrier, with the digest
+    credentials it challenges for and the caller ID to present."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str = Field(pattern=r"^sips?:\S+$", description="the trunk, e.g. sip:carrier.example.net:5060")
+    username: str | None = None
+    password: str | None = None
+    caller_id: str = Field("", description="the number presented to the customer")
+    max_calls: int = Field(4, ge=1, description="outbound calls at once; a callback due beyond it waits")
+    ring_s: float = Field(30.0, gt=0, le=300, description="how long a customer's phone may ring")
+
+
 class QueueSettings(BaseModel):
     """One ACD queue (the names follow Asterisk's app_queue where it has one)."""
 
@@ -122,8 +176,22 @@ class QueueSettings(BaseModel):
     join_empty: bool = Field(True, description="take callers when no agent is logged in (Asterisk joinempty)")
     leave_when_empty: bool = Field(False, description="waiting callers leave when the last agent logs out")
     announce_every_s: float = Field(30.0, ge=0, description="position and estimated wait; 0: never")
-    overflow_queue: str | None = None
+    overflow_to: str | None = Field(None, description="where callers go after overflow_after_s or when max_len is"
+                                                      " reached: a queue, 'voicemail' or 'callback'")
+    overflow_queue: str | None = Field(None, description="older name of overflow_to (a queue)")
     overflow_after_s: float = Field(0.0, ge=0)
+    hours: HoursSettings | None = Field(None, description="opening hours; none: always open")
+    when_closed: str = Field("announce", description="callback, voicemail, announce (say the hours, hang up) or a"
+                                                     " queue name")
+    callback_key: str | None = Field(None, pattern=r"^[0-9*#]$", description="a waiting caller's key for a callback")
+    voicemail_key: str | None = Field(None, pattern=r"^[0-9*#]$", description="a waiting caller's key for voicemail")
+    max_voicemail_s: float = Field(120.0, gt=0, le=600)
+    callback_attempts: int = Field(3, ge=1, le=20, description="calls to the customer before giving up")
+    callback_retry_s: float = Field(300.0, gt=0, description="between attempts")
+    callback_give_up_s: float = Field(86400.0, gt=0, description="no attempt this long after the request")
+    resume_abandoned_s: float = Field(0.0, ge=0, description="a caller who hung up while waiting and calls again"
+                                                             " from the same number within this gets their place"
+                                                             " back; 0: never (mod_callcenter's abandoned-resume)")
     missed_offers_max: int = Field(3, ge=1)
     after_wrap_up: Literal["ready", "not_ready"] = "ready"
     weight: int = 0
@@ -168,6 +236,8 @@ class ApiTokenSettings(BaseModel):
     token: str = Field(min_length=1)
     role: Literal["agent", "supervisor", "admin"] = "supervisor"
 
+
+QUEUE_EXITS = ("voicemail", "callback")  # what overflow_to and when_closed may name besides a queue
 
 DISPOSITIONS = ["resolved", "follow_up", "escalated", "wrong_queue", "no_answer_needed"]
 NOT_READY_REASONS = ["break", "lunch", "meeting", "training", "after_call_work"]
@@ -225,6 +295,7 @@ class Settings(BaseModel):
     public_url: str | None = Field(None, description="how agents and PBXs reach this server (context links)")
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    sip_outbound: OutboundTrunkSettings | None = Field(None, description="the trunk for callbacks")
     fcr_days: int = Field(7, ge=1, le=365, description="first-contact resolution: no call from the same number"
                                                       " about the same intent within this many days")
 
@@ -235,8 +306,21 @@ class Settings(BaseModel):
         problems: list[str] = []
         known = set(self.queues)
         for name, queue in self.queues.items():
-            if queue.overflow_queue is not None and queue.overflow_queue not in known:
-                problems.append(f"queues.{name}.overflow_queue: no queue {queue.overflow_queue!r}{_did_you_mean(queue.overflow_queue, known)}")
+            overflow_field = "overflow_to"
+            if queue.overflow_queue is not None and queue.overflow_to is None:
+                queue.overflow_to, overflow_field = queue.overflow_queue, "overflow_queue"
+            for field, target in ((overflow_field, queue.overflow_to), ("when_closed", queue.when_closed)):
+                if target is None or target in QUEUE_EXITS or (field == "when_closed" and target == "announce"):
+                    continue
+                if target not in known:
+                    problems.append(f"queues.{name}.{field}: no queue {target!r}{_did_you_mean(target, known)}"
+                                    f" (or one of {', '.join(QUEUE_EXITS)}{', announce' if field == 'when_closed' else ''})")
+            uses_trunk = "callback" in (queue.overflow_to, queue.when_closed) or queue.callback_key is not None
+            if uses_trunk and self.sip_outbound is None:
+                problems.append(f"queues.{name}: callbacks need sip_outbound (the trunk they are placed through)")
+            keys = [k for k in (queue.exit_key, queue.callback_key, queue.voicemail_key) if k is not None]
+            if len(keys) != len(set(keys)):
+                problems.append(f"queues.{name}: exit_key, callback_key and voicemail_key must differ")
         seen: set[str] = set()
         for i, person in enumerate([*self.agents, *self.users]):
             kind = "agents" if i < len(self.agents) else "users"

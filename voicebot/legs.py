@@ -74,10 +74,27 @@ class DialResult:
     status: int
     leg: EdgeStream | None = None
     hang_up: Callable[[str], Awaitable[None]] | None = None
+    reason: str = ""  # why, in words: "busy", "no_answer", "cap" (the trunk's max_calls), "auth", ...
 
 
 class AgentDialer(Protocol):
     async def dial(self, uri: str, headers: list[tuple[str, str]], ring_s: float) -> DialResult:
         """Ring ``uri`` (an agent's phone) for at most ``ring_s``.  Cancelling the task that
         awaits this sends CANCEL (or BYE to a phone that answered just then) and frees the media."""
+        ...
+
+
+class OutboundCalls(Protocol):
+    """voicebot's own calls to customers (callbacks) through ``sip_outbound``."""
+
+    def has_room(self) -> bool:
+        """Whether one more call fits under the trunk's ``max_calls`` now."""
+        ...
+
+    async def call(self, number: str, headers: list[tuple[str, str]], ring_s: float | None = None) -> DialResult:
+        """Call ``number`` (digits, or a SIP URI) through the trunk, presenting its caller ID and
+        answering its digest challenges (401/407, once each: a second challenge is a failure).
+        ``status`` 200 with a leg when answered; 486 busy, 408/480/487 no answer, 503 with reason
+        "cap" when ``max_calls`` are already up, 403/401/407 with reason "auth" when the trunk
+        refused the credentials.  Cancelling the awaiting task CANCELs or hangs up."""
         ...

@@ -47,7 +47,7 @@ def queue_configs(settings: Settings) -> dict[str, QueueConfig]:
                               service_level_s=q.service_level_s, max_wait_s=q.max_wait_s, max_len=q.max_len,
                               wrap_up_s=q.wrap_up_s, ring_s=q.ring_s, join_empty=q.join_empty,
                               leave_when_empty=q.leave_when_empty, announce_every_s=q.announce_every_s,
-                              overflow_queue=q.overflow_queue, overflow_after_s=q.overflow_after_s,
+                              overflow_to=q.overflow_to, overflow_after_s=q.overflow_after_s,
                               missed_offers_max=q.missed_offers_max, after_wrap_up=q.after_wrap_up, weight=q.weight,
                               default_handle_s=q.default_handle_s)
             for name, q in settings.queues.items()}

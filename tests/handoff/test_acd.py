@@ -444,7 +444,7 @@ def test_exit_key() -> None:
 
 
 def test_overflow_moves_the_caller_keeping_priority() -> None:
-    queues = {"first": QueueConfig("first", overflow_queue="second", overflow_after_s=60, announce_every_s=0),
+    queues = {"first": QueueConfig("first", overflow_to="second", overflow_after_s=60, announce_every_s=0),
               "second": QueueConfig("second", announce_every_s=0)}
     acd = Acd(queues, [AgentConfig("b1", queues={"second": 0})])
     acd.handle(CallerJoins("c0", "second"), 0)
@@ -459,7 +459,7 @@ def test_overflow_moves_the_caller_keeping_priority() -> None:
 
 
 def test_overflow_waits_for_a_ringing_offer_and_never_into_a_full_queue() -> None:
-    queues = {"first": QueueConfig("first", overflow_queue="second", overflow_after_s=10, announce_every_s=0),
+    queues = {"first": QueueConfig("first", overflow_to="second", overflow_after_s=10, announce_every_s=0),
               "second": QueueConfig("second", max_len=1, announce_every_s=0)}
     acd = Acd(queues, [AgentConfig("a1", queues={"first": 0})])
     acd.handle(CallerJoins("c1", "first"), 0)

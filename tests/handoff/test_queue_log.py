@@ -14,11 +14,16 @@ def test_event_names_are_asterisks() -> None:
     assert names == ["ENTERQUEUE", "RINGNOANSWER", "RINGCANCELED", "CONNECT", "COMPLETECALLER", "COMPLETEAGENT",
                      "ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY", "EXITWITHKEY", "TRANSFER", "AGENTLOGIN", "AGENTLOGOFF",
                      "PAUSE", "UNPAUSE", "FULL", "JOINEMPTY"]
-    ours = [ql.MOVED, ql.PRIORITY]  # voicebot's own, for a supervisor's steering (Asterisk has none)
-    assert ours == ["MOVED", "PRIORITY"]
+    # voicebot's own (Asterisk has none): a supervisor's steering, opening hours, callbacks, resume
+    ours = [ql.MOVED, ql.PRIORITY, ql.JOINCLOSED, ql.EXITCLOSED, ql.CALLBACK, ql.CALLBACKRETRY, ql.CALLBACKFAILED,
+            ql.RESUMED]
+    assert ours == ["MOVED", "PRIORITY", "JOINCLOSED", "EXITCLOSED", "CALLBACK", "CALLBACKRETRY", "CALLBACKFAILED",
+                    "RESUMED"]
     assert ql.TERMINAL == {"COMPLETECALLER", "COMPLETEAGENT", "ABANDON", "EXITWITHTIMEOUT", "EXITEMPTY", "EXITWITHKEY",
-                           "TRANSFER", "FULL", "JOINEMPTY", "MOVED"}
-    assert not ql.TERMINAL & {ql.ENTERQUEUE, ql.CONNECT, ql.RINGNOANSWER, ql.RINGCANCELED, ql.PRIORITY}
+                           "TRANSFER", "FULL", "JOINEMPTY", "MOVED", "JOINCLOSED", "EXITCLOSED", "CALLBACKFAILED"}
+    assert not ql.TERMINAL & {ql.ENTERQUEUE, ql.CONNECT, ql.RINGNOANSWER, ql.RINGCANCELED, ql.PRIORITY, ql.CALLBACK,
+                              ql.CALLBACKRETRY, ql.RESUMED}
+    assert ql.VOICEMAIL == "VOICEMAIL" and ql.VOICEMAIL not in ql.CALLER_EVENTS  # after a stay, not part of one
     assert ql.CALLER_EVENTS | ql.AGENT_EVENTS == set(names) | set(ours)
 
 

@@ -41,7 +41,7 @@ from voicebot.handoff.events import (
 )
 
 QUEUES = {
-    "sales": QueueConfig("sales", ring_s=10, wrap_up_s=8, max_wait_s=420, overflow_queue="support",
+    "sales": QueueConfig("sales", ring_s=10, wrap_up_s=8, max_wait_s=420, overflow_to="support",
                          overflow_after_s=150, missed_offers_max=2, skills={"sales": 1},
                          relax=(RelaxRule(60, skills={}),)),
     "support": QueueConfig("support", strategy="round_robin", ring_s=12, wrap_up_s=15, leave_when_empty=True,

@@ -56,22 +56,29 @@ from voicebot.handoff.events import (
     AgentSnapshot,
     AgentStateChanged,
     Announce,
+    CallbackAnswered,
+    CallbackFailed,
+    CallbackRequested,
+    CallbackState,
     CallerJoins,
     CallerKey,
     CallerLeft,
     CancelOffer,
     Connect,
+    DialCallback,
     Exited,
     LogEvent,
     MoveCaller,
     Moved,
     Offer,
     OfferAccepted,
+    OfferCallback,
     OfferFailed,
     OfferRejected,
     QueueConfig,
     QueueSnapshot,
     Released,
+    Resumed,
     SetAgentState,
     TransferCall,
     WaitingCaller,
@@ -97,6 +104,7 @@ AGENT_TRANSITIONS: Final[dict[tuple[str, str], str]] = {
     ("offered", "accept"): "on_call",  # CONNECT
     ("offered", "unoffer"): SETTLE,  # ring timeout, reject, failure, caller left, taken by another
     ("on_call", "end"): "wrap_up",  # COMPLETECALLER, COMPLETEAGENT, TRANSFER
+    ("on_call", "dial_failed"): SETTLE,  # a callback's customer was not reached: free at once, no wrap-up
     ("wrap_up", "wrap_done"): SETTLE,  # wrap_up_s elapsed or WrapUpDone
 }
 BUSY: Final = frozenset({"offered", "on_call", "wrap_up"})
@@ -104,6 +112,8 @@ STAFFED: Final = frozenset({"ready", "offered", "on_call", "wrap_up"})  # counts
 REQUESTS: Final = frozenset({"ready", "not_ready", "logged_out"})
 
 CONTEXT: Final = "voicebot"  # the TRANSFER log's context field
+CAP_RETRY_S: Final = 20.0  # a callback the trunk had no room for tries again this soon
+THEN: Final = frozenset({"voicemail", "callback", "announce"})  # exits that calls.py carries out
 ALPHA: Final = 0.25  # weight of the newest handle time (Asterisk: (3 old + new) / 4)
 
 
@@ -158,6 +168,13 @@ class _Caller:
     overflow_refused: bool = False
     agent_id: str | None = None
     connected_at: float = 0.0
+    kind: str = "call"  # call | callback (the caller hung up; the stay goes on for them)
+    number: str = ""  # a callback's number
+    due_at: float | None = None  # a callback is not offered before this
+    requested_at: float = 0.0
+    attempts: int = 0
+    rang_at: float = 0.0  # when the accepted offer rang (CONNECT's ring time)
+    callback_offered: bool = False  # an overflow to "callback" offers it once
 
 
 class Acd:
@@ -180,6 +197,8 @@ class Acd:
         self._seq = itertools.count()
         self._last_offered: dict[str, int] = {}  # queue → order of the agent offered last
         self._handle_s: dict[str, float] = {}  # queue → averaged handle time
+        self._abandoned: dict[tuple[str, str], tuple[_Caller, float]] = {}  # (queue, caller id) → (stay, left at)
+        self.outbound_max: int | None = None  # callbacks dialling or bridged at once (the trunk's max_calls)
 
     # ------------------------------------------------------------------------- inputs
 
@@ -207,6 +226,12 @@ class Acd:
                 out = self._transfer(event, now)
             case MoveCaller():
                 out = self._move(event, now)
+            case CallbackRequested():
+                out = self._callback_requested(event, now)
+            case CallbackAnswered():
+                out = self._callback_answered(event, now)
+            case CallbackFailed():
+                out = self._callback_failed(event, now)
             case WrapUpDone():
                 agent = self._agents.get(event.agent_id)
                 out = self._wrap_done(agent, now) if agent is not None and agent.state == "wrap_up" else []
@@ -236,9 +261,12 @@ class Acd:
         times: list[float] = []
         for c in self._callers.values():
             times += [deadline for _, deadline in c.offers.values()]
-            if c.state == "connected":
+            if c.state in ("connected", "dialing"):
                 continue
             cfg = self._config_of(c.queue)
+            if c.kind == "callback":
+                times += [t for t in (c.due_at, c.requested_at + cfg.callback_give_up_s) if t is not None and t > now]
+                continue
             if c.next_announce is not None:
                 times.append(c.next_announce)
             if cfg.max_wait_s > 0:
@@ -260,7 +288,7 @@ class Acd:
         return QueueSnapshot(
             name=name,
             waiting=tuple(WaitingCaller(c.call_id, name, now - c.joined_at, c.priority, i + 1, _waiting_state(c),
-                                        tuple(c.offers)) for i, c in enumerate(waiting)),
+                                        tuple(c.offers), c.kind == "callback") for i, c in enumerate(waiting)),
             longest_wait_s=max((now - c.joined_at for c in waiting), default=0.0),
             agents=counts,
             connected=sum(1 for c in self._callers.values() if c.queue == name and c.state == "connected"),
@@ -402,25 +430,37 @@ class Acd:
         if ev.call_id in self._callers:
             return []
         c = _Caller(ev.call_id, ev.queue, ev.priority, tuple(ev.skills), ev.caller)
-        refusal = self._refusal(ev.queue)
+        refusal = self._refusal(ev.queue, now)
         if refusal is not None:
             return self._refuse(c, ev.queue, refusal, now)
-        return self._join(c, ev.queue, now)
+        return self._join(c, ev.queue, now) + self._resume(c, now)
 
-    def _refusal(self, queue: str) -> str | None:
+    def _refusal(self, queue: str, now: float) -> str | None:
         cfg = self._config(queue)
+        if cfg.is_open is not None and not cfg.is_open(now):
+            return "closed"
         if not cfg.join_empty and not self._logged_in(queue):
             return "joinempty"
         if cfg.max_len > 0 and len(self._waiting_in(queue)) >= cfg.max_len:
             return "full"
         return None
 
-    def _refuse(self, c: _Caller, queue: str, reason: str, now: float) -> list[AcdAction]:
-        """Turned away at the door: no queue stay, so no ENTERQUEUE."""
+    def _refuse(self, c: _Caller, queue: str, reason: str, now: float, hops: int = 0) -> list[AcdAction]:
+        """Turned away at the door: no queue stay, so no ENTERQUEUE.  A closed queue sends the
+        caller where ``when_closed`` says, a full one where ``overflow_to`` says: another queue
+        (one hop, and only if it takes them), or out to voicemail, a callback or the hours."""
         self._callers.pop(c.call_id, None)
-        event = "JOINEMPTY" if reason == "joinempty" else "FULL"
-        return [self._log(now, c.call_id, queue, "NONE", event), Exited(c.call_id, queue, reason),
-                Released(c.call_id)]
+        event = {"joinempty": "JOINEMPTY", "full": "FULL", "closed": "JOINCLOSED"}[reason]
+        out: list[AcdAction] = [self._log(now, c.call_id, queue, "NONE", event)]
+        cfg = self._config_of(queue)
+        target = cfg.when_closed if reason == "closed" else cfg.overflow_to if reason == "full" else None
+        if target is not None and target not in THEN and target != queue and hops == 0:
+            refusal = self._refusal(target, now)
+            if refusal is None:
+                return out + [Moved(c.call_id, queue, target, reason), *self._join(c, target, now)]
+            return out + self._refuse(c, target, refusal, now, hops + 1)
+        then = target if target in THEN else None
+        return out + [Exited(c.call_id, queue, reason, then), Released(c.call_id)]
 
     def _join(self, c: _Caller, queue: str, now: float) -> list[AcdAction]:
         """Start a queue stay (ENTERQUEUE)."""
@@ -432,23 +472,26 @@ class Acd:
         c.origposition = self._position(c)
         return [self._log(now, c.call_id, queue, "NONE", "ENTERQUEUE", "", c.callerid)]
 
-    def _exit(self, c: _Caller, now: float, reason: str, event: str, head: tuple[str, ...] = ()) -> list[AcdAction]:
+    def _exit(self, c: _Caller, now: float, reason: str, event: str, head: tuple[str, ...] = (),
+              then: str | None = None) -> list[AcdAction]:
         """End a waiting or ringing stay without an agent: ``head`` leads the log's data (the
         key for EXITWITHKEY, a position fixed earlier for EXITEMPTY), else the position now."""
         data = head if event == "EXITEMPTY" else (*head, str(self._position(c)))
         data = (*data, str(c.origposition), _whole(now - c.joined_at))
         del self._callers[c.call_id]
         out: list[AcdAction] = [self._log(now, c.call_id, c.queue, "NONE", event, *data)]
+        if reason == "abandon" and self._config_of(c.queue).resume_abandoned_s > 0 and _dialable(c.callerid):
+            self._abandoned[(c.queue, c.callerid)] = (c, now)
         if reason != "abandon":
-            out.append(Exited(c.call_id, c.queue, reason))
+            out.append(Exited(c.call_id, c.queue, reason, then))
         for agent_id in list(c.offers):
             out += self._end_offer(c, agent_id, now, "caller_left")
         return out + [Released(c.call_id)]
 
     def _caller_left(self, ev: CallerLeft, now: float) -> list[AcdAction]:
         c = self._callers.get(ev.call_id)
-        if c is None:
-            return []
+        if c is None or (c.kind == "callback" and c.state in ("waiting", "offered", "dialing")):
+            return []  # a callback's caller hung up long ago: the stay goes on for them
         if c.state != "connected":
             return self._exit(c, now, "abandon", "ABANDON")
         return self._complete(c, now, "COMPLETECALLER")
@@ -492,7 +535,7 @@ class Acd:
             queue = ev.fallback_queue or old
             named = self._agents.get(ev.agent_id or "")
             c.pinned = named.id if named is not None and named.state in STAFFED else None
-        refusal = None if c.pinned is not None else self._refusal(queue)
+        refusal = None if c.pinned is not None else self._refusal(queue, now)
         if refusal is not None:
             return out + self._refuse(c, queue, refusal, now)
         return out + [Moved(c.call_id, old, queue, "transfer"), *self._join(c, queue, now)]
@@ -502,7 +545,7 @@ class Acd:
         if c is None or c.state == "connected":
             return []
         moving = ev.queue is not None and ev.queue != c.queue
-        if moving and self._refusal(ev.queue or "") is not None:
+        if moving and self._refusal(ev.queue or "", now) is not None:
             return []
         out: list[AcdAction] = []
         for agent_id in list(c.offers):
@@ -520,17 +563,29 @@ class Acd:
 
     def _caller_timers(self, c: _Caller, now: float) -> list[AcdAction]:
         """Max wait, overflow and announcements of one waiting caller, in the order they fell due."""
-        if c.state == "connected":
+        if c.state in ("connected", "dialing"):
             return []
         cfg = self._config_of(c.queue)
         waited = now - c.joined_at
+        if c.kind == "callback":
+            if c.state == "waiting" and now >= c.requested_at + cfg.callback_give_up_s:
+                return self._give_up(c, now, "expired")
+            return []
+        if c.state == "waiting" and cfg.is_open is not None and not cfg.is_open(now):
+            return self._closed_while_waiting(c, cfg, now)
+        if (cfg.overflow_to == "callback" and not c.callback_offered and cfg.overflow_after_s > 0
+                and waited >= cfg.overflow_after_s and c.state == "waiting"):
+            c.callback_offered = True
+            return [OfferCallback(c.call_id, c.queue)]
         overflow = self._overflow_target(c, cfg)
         overflow_due = overflow is not None and waited >= cfg.overflow_after_s and c.state == "waiting"
         timeout_due = cfg.max_wait_s > 0 and waited >= cfg.max_wait_s
         if timeout_due and not (overflow_due and cfg.overflow_after_s <= cfg.max_wait_s):
             return self._exit(c, now, "timeout", "EXITWITHTIMEOUT")
+        if overflow_due and overflow in THEN:
+            return self._exit(c, now, "timeout", "EXITWITHTIMEOUT", then=overflow)
         if overflow_due and overflow is not None:
-            if self._refusal(overflow) is not None:
+            if self._refusal(overflow, now) is not None:
                 c.overflow_refused = True  # stays here rather than be turned away there
             else:
                 old = c.queue
@@ -550,9 +605,122 @@ class Acd:
         return []
 
     def _overflow_target(self, c: _Caller, cfg: QueueConfig) -> str | None:
-        if cfg.overflow_queue is None or cfg.overflow_after_s <= 0 or cfg.overflow_queue == c.queue:
+        """A queue, or voicemail, to go on to after ``overflow_after_s`` (a callback is offered
+        instead, see ``_caller_timers``)."""
+        target = cfg.overflow_to
+        if target is None or target == "callback" or cfg.overflow_after_s <= 0 or target == c.queue:
             return None
-        return None if c.overflow_refused else cfg.overflow_queue
+        return None if c.overflow_refused else target
+
+    def _closed_while_waiting(self, c: _Caller, cfg: QueueConfig, now: float) -> list[AcdAction]:
+        """The queue closed with this caller on the line (EXITCLOSED, voicebot's own): on to
+        ``when_closed``; a queue that would not take them means the hours are said instead."""
+        target = cfg.when_closed
+        out = self._exit(c, now, "closed", "EXITCLOSED", then=target if target in THEN else None)
+        if target in THEN or self._refusal(target, now) is not None:
+            if target not in THEN:
+                out = [Exited(a.call_id, a.queue, a.reason, "announce") if isinstance(a, Exited) else a for a in out]
+            return out
+        out = [a for a in out if not isinstance(a, (Exited, Released))]
+        return out + [Moved(c.call_id, c.queue, target, "closed"), *self._join(c, target, now)]
+
+    # ------------------------------------------------------------------------- callbacks
+
+    def _callback_requested(self, ev: CallbackRequested, now: float) -> list[AcdAction]:
+        c = self._callers.get(ev.call_id)
+        if c is not None and (c.kind == "callback" or c.state in ("connected", "dialing")):
+            return []
+        out: list[AcdAction] = []
+        if c is None:
+            if ev.queue is None:
+                return []
+            c = _Caller(ev.call_id, ev.queue, ev.priority, (), ev.caller)
+            out += self._join(c, ev.queue, now)  # a callback waits for the hours: no door to refuse it
+            c.pinned = ev.agent_id
+        for agent_id in list(c.offers):
+            out += self._end_offer(c, agent_id, now, "moved")
+        c.kind, c.number, c.due_at, c.requested_at, c.attempts = "callback", ev.number, ev.due_at, now, 0
+        c.next_announce = None
+        out.append(self._log(now, c.call_id, c.queue, "NONE", "CALLBACK", str(self._position(c)), str(c.origposition),
+                             _whole(now - c.joined_at)))
+        return out + [self._callback_state(c, now)]
+
+    def _callback_answered(self, ev: CallbackAnswered, now: float) -> list[AcdAction]:
+        c = self._callers.get(ev.call_id)
+        if c is None or c.state != "dialing" or c.agent_id is None:
+            return []
+        a = self._agents[c.agent_id]
+        c.state, c.connected_at = "connected", now
+        a.calls_taken += 1
+        return [Connect(c.call_id, a.id, c.queue),
+                self._log(now, c.call_id, c.queue, a.id, "CONNECT", _whole(now - c.joined_at), c.call_id,
+                          _whole(now - c.rang_at)),
+                self._callback_state(c, now, "answered")]
+
+    def _callback_failed(self, ev: CallbackFailed, now: float) -> list[AcdAction]:
+        """The agent is free at once; the callback keeps its place and tries again later, or
+        gives up (CALLBACKFAILED) when its attempts or its time are spent."""
+        c = self._callers.get(ev.call_id)
+        if c is None or c.state != "dialing" or c.agent_id is None:
+            return []
+        a = self._agents[c.agent_id]
+        cfg = self._config_of(c.queue)
+        c.state, c.agent_id = "waiting", None
+        if not ev.counts:
+            c.attempts -= 1
+        out: list[AcdAction] = [self._log(now, c.call_id, c.queue, a.id, "CALLBACKRETRY", ev.reason, str(c.attempts)),
+                                *self._fire(a, "dial_failed", now)]
+        retry_at = now + (cfg.callback_retry_s if ev.counts else CAP_RETRY_S)
+        if c.attempts >= cfg.callback_attempts or retry_at >= c.requested_at + cfg.callback_give_up_s:
+            return out + self._give_up(c, now, ev.reason)
+        c.due_at = retry_at
+        return out + [self._callback_state(c, now, ev.reason)]
+
+    def _give_up(self, c: _Caller, now: float, reason: str) -> list[AcdAction]:
+        del self._callers[c.call_id]
+        return [self._log(now, c.call_id, c.queue, "NONE", "CALLBACKFAILED", reason, str(c.attempts),
+                          _whole(now - c.joined_at)),
+                CallbackState(c.call_id, c.queue, c.number, "failed", c.attempts, None, None, reason),
+                Released(c.call_id)]
+
+    def _callback_state(self, c: _Caller, now: float, result: str | None = None) -> CallbackState:
+        if c.state == "waiting":
+            state = "scheduled" if c.due_at is not None and c.due_at > now else "waiting"
+        else:
+            state = c.state
+        return CallbackState(c.call_id, c.queue, c.number, state, c.attempts, c.due_at, c.agent_id, result)
+
+    def _callbacks_out(self) -> int:
+        return sum(1 for c in self._callers.values() if c.kind == "callback" and c.state in ("offered", "dialing",
+                                                                                              "connected"))
+
+    def _ready_now(self, c: _Caller, now: float) -> bool:
+        """Whether a waiting caller may be offered now: callbacks wait for their time, the
+        queue's hours and room on the trunk."""
+        if c.kind != "callback":
+            return True
+        cfg = self._config_of(c.queue)
+        if c.due_at is not None and c.due_at > now:
+            return False
+        if cfg.is_open is not None and not cfg.is_open(now):
+            return False
+        return self.outbound_max is None or self._callbacks_out() < self.outbound_max
+
+    def _resume(self, c: _Caller, now: float) -> list[AcdAction]:
+        """A caller who abandoned this queue lately takes their old place back (RESUMED)."""
+        window = self._config_of(c.queue).resume_abandoned_s
+        for key, (_, left) in list(self._abandoned.items()):
+            if now - left > self._config_of(key[0]).resume_abandoned_s:
+                del self._abandoned[key]
+        kept = self._abandoned.pop((c.queue, c.callerid), None) if window > 0 and _dialable(c.callerid) else None
+        if kept is None:
+            return []
+        old, left = kept
+        c.joined_at, c.seq, c.priority = old.joined_at, old.seq, max(c.priority, old.priority)
+        c.origposition = old.origposition
+        return [self._log(now, c.call_id, c.queue, "NONE", "RESUMED", old.call_id, _whole(now - left),
+                          str(self._position(c))),
+                Resumed(c.call_id, c.queue, old.call_id, round(now - left, 1))]
 
     # ------------------------------------------------------------------------- offers
 
@@ -561,7 +729,7 @@ class Acd:
         free agent may take is skipped, never blocking those behind."""
         out: list[AcdAction] = []
         for c in self._in_dispatch_order():
-            if c.state != "waiting":
+            if c.state != "waiting" or not self._ready_now(c, now):
                 continue
             cfg = self._config_of(c.queue)
             strategy = strategies.get(cfg.strategy)
@@ -618,7 +786,11 @@ class Acd:
     def _offer(self, c: _Caller, a: _Agent, cfg: QueueConfig, now: float) -> list[AcdAction]:
         c.offers[a.id] = (now, now + cfg.ring_s)
         c.state = "offered"
-        return [Offer(c.call_id, a.id, c.queue, cfg.ring_s), *self._fire(a, "offer", now, call_id=c.call_id)]
+        out: list[AcdAction] = [Offer(c.call_id, a.id, c.queue, cfg.ring_s, c.kind),
+                                *self._fire(a, "offer", now, call_id=c.call_id)]
+        if c.kind == "callback" and len(c.offers) == 1:
+            out.append(self._callback_state(c, now))
+        return out
 
     def _offer_accepted(self, ev: OfferAccepted, now: float) -> list[AcdAction]:
         c = self._callers.get(ev.call_id)
@@ -626,8 +798,15 @@ class Acd:
             return []
         rang_at, _ = c.offers.pop(ev.agent_id)
         a = self._agents[ev.agent_id]
-        c.state, c.agent_id, c.connected_at = "connected", a.id, now
         a.missed_in_a_row = 0
+        if c.kind == "callback":  # the agent first, then voicebot dials the customer
+            c.state, c.agent_id, c.rang_at = "dialing", a.id, rang_at
+            c.attempts += 1
+            out = [DialCallback(c.call_id, a.id, c.number, c.attempts), *self._fire(a, "accept", now, call_id=c.call_id)]
+            for other in list(c.offers):
+                out += self._end_offer(c, other, now, "taken")
+            return out + [self._callback_state(c, now)]
+        c.state, c.agent_id, c.connected_at = "connected", a.id, now
         a.calls_taken += 1
         out: list[AcdAction] = [
             Connect(c.call_id, a.id, c.queue),
@@ -666,6 +845,8 @@ class Acd:
             out.append(self._log(now, c.call_id, c.queue, agent_id, "RINGCANCELED", _whole((now - rang_at) * 1000)))
         if not c.offers and c.state == "offered":
             c.state = "waiting"
+            if c.kind == "callback" and self._present(c):
+                out.append(self._callback_state(c, now, reason))
         return out + self._fire(a, "unoffer", now, missed=missed)
 
     # ------------------------------------------------------------------------- helpers
@@ -707,7 +888,13 @@ def _order(c: _Caller) -> tuple[int, float, int]:
 
 
 def _waiting_state(c: _Caller) -> Literal["waiting", "offered"]:
-    return "offered" if c.offers else "waiting"
+    return "offered" if c.offers or c.state == "dialing" else "waiting"
+
+
+def _dialable(callerid: str) -> bool:
+    """A caller id that names a line (abandoned-resume matches on it): digits, not anonymous."""
+    digits = callerid.lstrip("+")
+    return len(digits) >= 3 and digits.isdigit()
 
 
 def _channel(a: _Agent) -> str:

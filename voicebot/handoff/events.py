@@ -8,6 +8,7 @@ penalty, wrap-up, ring-no-answer, queue_log events) so contact-centre people rec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -45,8 +46,14 @@ class QueueConfig:
     join_empty: bool = True  # False: refuse a caller when no agent serving the queue is logged in
     leave_when_empty: bool = False  # True: waiting callers leave (EXITEMPTY) when the last agent logs out
     announce_every_s: float = 30.0  # position and estimated wait; 0: never
-    overflow_queue: str | None = None
-    overflow_after_s: float = 0.0  # 0: never
+    overflow_to: str | None = None  # a queue, "voicemail" or "callback"
+    overflow_after_s: float = 0.0  # 0: never; else also where callers beyond max_len go
+    is_open: Callable[[float], bool] | None = None  # opening hours (handoff/hours.py); None: always open
+    when_closed: str = "announce"  # callback | voicemail | announce | a queue name
+    callback_attempts: int = 3
+    callback_retry_s: float = 300.0
+    callback_give_up_s: float = 86400.0
+    resume_abandoned_s: float = 0.0  # 0: an abandoned caller who calls again starts afresh
     missed_offers_max: int = 3  # this many missed offers in a row → not ready (reason "missed")
     after_wrap_up: Literal["ready", "not_ready"] = "ready"
     weight: int = 0  # an agent serving several queues takes the heavier queue's callers first
@@ -159,6 +166,42 @@ class MoveCaller:
 
 
 @dataclass(frozen=True)
+class CallbackRequested:
+    """The caller asked to be called back on ``number``.  A caller waiting in the queue keeps
+    their place (the stay goes on without them on the line; CALLBACK); one not in a queue
+    (refused at a closed queue, or a voicemail an agent calls back) starts a stay in ``queue``.
+    ``due_at``: not before then (a chosen slot, the next opening); ``agent_id``: offered to that
+    agent only (an agent calling a voicemail back)."""
+
+    call_id: str
+    number: str
+    queue: str | None = None
+    due_at: float | None = None
+    agent_id: str | None = None
+    caller: str = ""
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class CallbackAnswered:
+    """The customer answered voicebot's callback: the agent who took it is bridged (CONNECT)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True)
+class CallbackFailed:
+    """The callback's call did not reach the customer (``reason``: busy, no_answer, failed,
+    auth, cap...).  The agent is free at once; the callback waits ``callback_retry_s`` and keeps its
+    place, until ``callback_attempts`` or ``callback_give_up_s`` run out.  ``counts``: False when
+    the customer was never tried (the trunk was full), so no attempt is spent."""
+
+    call_id: str
+    reason: str
+    counts: bool = True
+
+
+@dataclass(frozen=True)
 class WrapUpDone:
     """The agent finished wrap-up early (disposition saved)."""
 
@@ -166,7 +209,7 @@ class WrapUpDone:
 
 
 AcdEvent = Union[SetAgentState, CallerJoins, OfferAccepted, OfferRejected, OfferFailed, CallerLeft, AgentHungUp,
-                 CallerKey, TransferCall, MoveCaller, WrapUpDone]
+                 CallerKey, TransferCall, MoveCaller, CallbackRequested, CallbackAnswered, CallbackFailed, WrapUpDone]
 
 # ----------------------------------------------------------------------------- actions out
 
@@ -180,6 +223,54 @@ class Offer:
     agent_id: str
     queue: str
     ring_s: float
+    kind: str = "call"  # call | callback (the agent takes it, then voicebot dials the customer)
+
+
+@dataclass(frozen=True)
+class DialCallback:
+    """The agent took a callback: call the customer on ``number`` (attempt ``attempt``), then
+    tell the ACD ``CallbackAnswered`` or ``CallbackFailed``."""
+
+    call_id: str
+    agent_id: str
+    number: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class CallbackState:
+    """Where a callback stands, for its record and ``GET /api/callbacks``: ``state`` is one of
+    waiting (keeps its place), scheduled (not before ``due_at``), offered, dialing, connected,
+    done, failed (gave up) or cancelled."""
+
+    call_id: str
+    queue: str
+    number: str
+    state: str
+    attempts: int
+    due_at: float | None
+    agent_id: str | None = None
+    result: str | None = None  # the last attempt's outcome
+
+
+@dataclass(frozen=True)
+class OfferCallback:
+    """The caller has waited ``overflow_after_s`` in a queue whose overflow is a callback: offer
+    them one (they keep waiting unless they take it)."""
+
+    call_id: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A caller who hung up while waiting called again within ``resume_abandoned_s``: this new
+    call took the old one's place (mod_callcenter's abandoned-resume)."""
+
+    call_id: str
+    queue: str
+    previous_call_id: str
+    away_s: float
 
 
 @dataclass(frozen=True)
@@ -216,12 +307,13 @@ class Announce:
 class Exited:
     """The caller left the queue without an agent, for ``reason``: ``timeout`` (max wait),
     ``empty`` (leave-when-empty), ``joinempty`` (refused at the door: nobody logged in),
-    ``full`` (max length), ``key`` (CallerKey), ``unknown_queue``.  The caller is still on the
+    ``full`` (max length), ``key`` (CallerKey), ``closed`` (opening hours), ``unknown_queue``.  The caller is still on the
     line: what happens next is decided outside."""
 
     call_id: str
     queue: str
     reason: str
+    then: str | None = None  # voicemail | callback | announce: what the queue says comes next; None: the bot
 
 
 @dataclass(frozen=True)
@@ -263,7 +355,8 @@ class LogEvent:
     data: tuple[str, ...] = ()
 
 
-AcdAction = Union[Offer, CancelOffer, Connect, Announce, Exited, Moved, AgentStateChanged, Released, LogEvent]
+AcdAction = Union[Offer, CancelOffer, Connect, Announce, Exited, Moved, AgentStateChanged, Released, LogEvent,
+                  DialCallback, CallbackState, OfferCallback, Resumed]
 
 
 @dataclass(frozen=True)
@@ -275,6 +368,7 @@ class WaitingCaller:
     position: int
     state: Literal["waiting", "offered"]
     offered_to: tuple[str, ...] = ()
+    callback: bool = False  # a callback keeping its place, not a caller on the line
 
 
 @dataclass(frozen=True)

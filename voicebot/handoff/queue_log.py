@@ -29,6 +29,14 @@ JOINEMPTY = "JOINEMPTY"  # refused at the door: nobody to answer (no ENTERQUEUE)
 # voicebot's own (Asterisk has no such lines): a supervisor steering a waiting caller
 MOVED = "MOVED"  # new queue, position, original position, wait time, supervisor; an ENTERQUEUE there follows
 PRIORITY = "PRIORITY"  # old priority, new priority, supervisor; the stay goes on
+# voicebot's own: opening hours, callbacks, abandoned-resume, voicemail
+JOINCLOSED = "JOINCLOSED"  # refused at the door: the queue is closed (no ENTERQUEUE)
+EXITCLOSED = "EXITCLOSED"  # position, original position, wait time: the queue closed on a waiting caller
+CALLBACK = "CALLBACK"  # position, original position, wait time: the caller hung up to be called back; the stay goes on
+CALLBACKRETRY = "CALLBACKRETRY"  # reason, attempts so far: the customer was not reached; the agent is free again
+CALLBACKFAILED = "CALLBACKFAILED"  # reason, attempts, wait time: the callback gave up (ends the stay)
+RESUMED = "RESUMED"  # previous call id, seconds away, position: right after ENTERQUEUE, the old place taken back
+VOICEMAIL = "VOICEMAIL"  # seconds of message: after the stay ended (or with none), the caller left a message
 # An agent
 AGENTLOGIN = "AGENTLOGIN"
 AGENTLOGOFF = "AGENTLOGOFF"
@@ -36,14 +44,17 @@ PAUSE = "PAUSE"  # reason
 UNPAUSE = "UNPAUSE"  # reason
 
 CALLER_EVENTS = frozenset({ENTERQUEUE, RINGNOANSWER, RINGCANCELED, CONNECT, COMPLETECALLER, COMPLETEAGENT, ABANDON,
-                           EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, TRANSFER, FULL, JOINEMPTY, MOVED, PRIORITY})
+                           EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, TRANSFER, FULL, JOINEMPTY, MOVED, PRIORITY,
+                           JOINCLOSED, EXITCLOSED, CALLBACK, CALLBACKRETRY, CALLBACKFAILED, RESUMED})
 AGENT_EVENTS = frozenset({AGENTLOGIN, AGENTLOGOFF, PAUSE, UNPAUSE})
 # The last line of a caller's visit to a queue (FULL and JOINEMPTY: a visit refused at the door).
 TERMINAL = frozenset({COMPLETECALLER, COMPLETEAGENT, ABANDON, EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, TRANSFER, FULL,
-                      JOINEMPTY, MOVED})
-EXITS = frozenset({EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, MOVED})  # left the queue alive, without an agent
+                      JOINEMPTY, MOVED, JOINCLOSED, EXITCLOSED, CALLBACKFAILED})
+# left the queue alive (or, a callback, given up), without an agent
+EXITS = frozenset({EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, MOVED, EXITCLOSED, CALLBACKFAILED})
 COMPLETIONS = frozenset({COMPLETECALLER, COMPLETEAGENT, TRANSFER})  # the end of a connected visit
-REFUSALS = frozenset({FULL, JOINEMPTY})
+REFUSALS = frozenset({FULL, JOINEMPTY, JOINCLOSED})
+DURING = frozenset({RINGNOANSWER, RINGCANCELED, PRIORITY, CALLBACK, CALLBACKRETRY, RESUMED})  # within a waiting stay
 
 NONE = "NONE"
 
@@ -79,7 +90,8 @@ def check_balance(rows: Iterable[Any]) -> dict[str, dict[str, int]]:
     """Per queue, how the callers who came in went out; rows in time order.
 
     ``entered`` (ENTERQUEUE), ``connected`` (CONNECT), ``abandoned`` (ABANDON), ``exited``
-    (EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, MOVED), ``refused`` (FULL, JOINEMPTY: never entered),
+    (EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY, MOVED, EXITCLOSED, CALLBACKFAILED), ``refused`` (FULL,
+    JOINEMPTY, JOINCLOSED: never entered),
     ``completed`` (COMPLETECALLER, COMPLETEAGENT, TRANSFER), ``waiting`` (entered, not yet out
     nor connected), ``on_call`` (connected, not yet completed) and ``unmatched`` (a line that
     fits no visit: a CONNECT or an end with no ENTERQUEUE before it, a second ENTERQUEUE, a
@@ -104,7 +116,7 @@ def check_balance(rows: Iterable[Any]) -> dict[str, dict[str, int]]:
                 tally["entered"] += 1
         elif event in REFUSALS:
             tally["refused"] += 1
-        elif event in (RINGNOANSWER, RINGCANCELED, PRIORITY):
+        elif event in DURING:
             if key not in visits:
                 tally["unmatched"] += 1
         elif event == CONNECT:

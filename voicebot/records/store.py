@@ -14,8 +14,10 @@ A call's life is written down by its owner (``calls.py``): states ivr → queued
 connected → wrap_up → ended | abandoned | transferred_out (``CALL_STATES``), the agent it was
 connected to, the queue it waited in, the agent's wrap-up (disposition, notes), and the ACD's
 queue_log lines (Asterisk's shape: time, call id, queue, agent, event, data fields).  Turns are
-the caller's, the bot's and the agent's.  A database written by an older version gains the
-new columns when it is opened.
+the caller's, the bot's and the agent's.  Beside the calls: the voicemails callers left (the
+audio file's path, the transcript, who handled it) and the callbacks they asked for (the
+switchboard's to write as they move on).  A database written by an older version gains the
+new columns and tables when it is opened.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,10 @@ FINAL_STATES = ("ended", "abandoned", "transferred_out")
 OWNER_STATES = ("offered", "connected", "wrap_up", "abandoned", "transferred_out")  # end_call leaves these alone
 SPEAKERS = ("caller", "bot", "agent")
 CALL_FIELDS = ("agent", "queue", "disposition", "notes", "caller_name")  # what set_state may set besides the state
+CALLBACK_FIELDS = ("call_id", "number", "queue", "state", "attempts", "due_at", "agent", "requested_at", "last_result",
+                   "updated_at")  # what save_callback may write besides the id
+CALLBACK_OPEN = ("waiting", "scheduled", "offered", "dialing", "connected")  # still to be done (handoff CallbackState)
+CALLBACK_CLOSED = ("done", "failed", "cancelled")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -88,14 +94,45 @@ CREATE TABLE IF NOT EXISTS queue_log (
     event TEXT NOT NULL,
     data TEXT NOT NULL DEFAULT '[]'
 );
+CREATE TABLE IF NOT EXISTS voicemails (
+    id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL REFERENCES calls(id),
+    queue TEXT NOT NULL DEFAULT '',
+    caller TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL,
+    duration_s REAL NOT NULL DEFAULT 0,
+    audio_path TEXT,
+    transcript TEXT NOT NULL DEFAULT '',
+    handled INTEGER NOT NULL DEFAULT 0,
+    handled_by TEXT,
+    handled_at REAL
+);
+CREATE TABLE IF NOT EXISTS callbacks (
+    id TEXT PRIMARY KEY,
+    call_id TEXT,
+    number TEXT NOT NULL DEFAULT '',
+    queue TEXT,
+    state TEXT NOT NULL DEFAULT 'waiting',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    due_at REAL,
+    agent TEXT,
+    requested_at REAL,
+    last_result TEXT,
+    updated_at REAL
+);
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
+CREATE INDEX IF NOT EXISTS voicemails_at ON voicemails(at);
+CREATE INDEX IF NOT EXISTS voicemails_call ON voicemails(call_id);
+CREATE INDEX IF NOT EXISTS callbacks_state ON callbacks(state, due_at);
+CREATE INDEX IF NOT EXISTS callbacks_call ON callbacks(call_id);
 CREATE INDEX IF NOT EXISTS events_call ON events(call_id, at);
 CREATE INDEX IF NOT EXISTS queue_log_time ON queue_log(time);
 CREATE INDEX IF NOT EXISTS queue_log_call ON queue_log(call_id, time);
 CREATE INDEX IF NOT EXISTS queue_log_agent ON queue_log(agent, event);
 """
 
-# Columns added since the first schema: an older database gets them with ALTER TABLE on open.
+# Columns added since the first schema: an older database gets them with ALTER TABLE on open
+# (whole tables added since, voicemails and callbacks, come from SCHEMA's CREATE IF NOT EXISTS).
 UPGRADES = {
     "calls": (("agent", "TEXT"), ("queue", "TEXT"), ("disposition", "TEXT"), ("notes", "TEXT"),
               ("caller_name", "TEXT")),
@@ -335,6 +372,50 @@ class RecordStore:
                     (float(ev.time), ev.call_id or "NONE", ev.queue or "NONE", ev.agent or "NONE", ev.event,
                      json.dumps(["" if d is None else str(d) for d in ev.data or ()])))
 
+    def add_voicemail(self, call_id: str, queue: str, caller: str, at: float, duration_s: float,
+                      audio_path: str | None, transcript: str, voicemail_id: str | None = None) -> str:
+        """A voicemail the caller of ``call_id`` left for ``queue``; returns its id (``voicemail_id``
+        when given: the file it names was written under that id first)."""
+        voicemail_id = voicemail_id or uuid.uuid4().hex
+        self._write("INSERT INTO voicemails (id, call_id, queue, caller, at, duration_s, audio_path, transcript)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (voicemail_id, call_id, queue or "", caller or "", float(at), float(duration_s),
+                     None if audio_path is None else str(audio_path), transcript or ""))
+        return voicemail_id
+
+    def set_voicemail_handled(self, voicemail_id: str, by: str) -> bool:
+        """Mark the voicemail handled by ``by``, now.  True when this call marked it; False when
+        it was handled already (the first handler and time stay) or does not exist.  Waits for
+        the commit, so two agents pressing at once get one True between them."""
+        at = self.clock()
+
+        def mark(db: sqlite3.Connection) -> bool:
+            cursor = db.execute("UPDATE voicemails SET handled = 1, handled_by = ?, handled_at = ?"
+                                " WHERE id = ? AND handled = 0", (by, at, voicemail_id))
+            return cursor.rowcount == 1
+
+        return bool(self._writer.call(mark))
+
+    def save_callback(self, row: dict[str, Any]) -> None:
+        """Insert or update the callback ``row["id"]``: an update writes only the fields the row
+        names (any of CALLBACK_FIELDS), so the switchboard can send just what changed.
+        ``updated_at`` defaults to now, and ``requested_at`` of a new callback too."""
+        callback_id = row.get("id")
+        if not isinstance(callback_id, str) or not callback_id:
+            raise ValueError("a callback row needs its 'id'")
+        unknown = sorted(set(row) - {"id", *CALLBACK_FIELDS})
+        if unknown:
+            raise TypeError(f"save_callback() got unexpected fields {', '.join(unknown)};"
+                            f" allowed: id, {', '.join(CALLBACK_FIELDS)}")
+        now = self.clock()
+        fields = {name: row[name] for name in CALLBACK_FIELDS if name in row}
+        fields.setdefault("updated_at", now)
+        inserted = {"requested_at": now, **fields}
+        names = ["id", *inserted]
+        updates = ", ".join(f"{name} = excluded.{name}" for name in fields)
+        self._write(f"INSERT INTO callbacks ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+                    f" ON CONFLICT(id) DO UPDATE SET {updates}", (callback_id, *inserted.values()))
+
     # ------------------------------------------------------------------ reads
 
     def list_calls(self, limit: int = 100, offset: int = 0, agent: str | None = None) -> list[dict[str, Any]]:
@@ -352,8 +433,9 @@ class RecordStore:
 
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         """The call with its ``turns`` and ``events`` as stored, its ``queue`` (queue_log
-        lines) and its ``transcript`` (every turn, caller, bot and agent, in the order they
-        began; turns written late, such as an agent leg's transcripts, fall into place)."""
+        lines), the ``voicemails`` its caller left, and its ``transcript`` (every turn, caller,
+        bot and agent, in the order they began; turns written late, such as an agent leg's
+        transcripts, fall into place)."""
         with self._lock:
             row = self._db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
             if row is None:
@@ -362,10 +444,13 @@ class RecordStore:
             events = self._db.execute("SELECT * FROM events WHERE call_id = ? ORDER BY at, rowid", (call_id,)).fetchall()
             queue = self._db.execute("SELECT * FROM queue_log WHERE call_id = ? ORDER BY time, rowid",
                                      (call_id,)).fetchall()
+            voicemails = self._db.execute("SELECT * FROM voicemails WHERE call_id = ? ORDER BY at, rowid",
+                                          (call_id,)).fetchall()
         call = _call(dict(row))
         call["turns"] = [{**dict(t), "slots": json.loads(t["slots"]), "timings": json.loads(t["timings"])} for t in turns]
         call["events"] = [{"at": e["at"], "kind": e["kind"], "data": json.loads(e["data"])} for e in events]
         call["queue"] = [_queue_row(q) for q in queue]
+        call["voicemails"] = [_voicemail(v) for v in voicemails]
         call["transcript"] = [{"speaker": t["speaker"], "text": t["text"], "at": t["started_at"], "agent": t["agent"],
                                "intent": t["intent"], "confidence": t["confidence"]}
                               for t in sorted(turns, key=lambda t: (t["started_at"], t["seq"]))]
@@ -408,6 +493,61 @@ class RecordStore:
                                     (call_id,)).fetchall()
         return [_queue_row(r) for r in rows]
 
+    def voicemails(self, queues: Collection[str] | None = None, handled: bool | None = None,
+                   limit: int = 200) -> list[dict[str, Any]]:
+        """Newest first; with ``queues``, those left for one of them (none for an empty
+        collection: an agent who serves no queue sees none); with ``handled``, only those handled
+        or only those not."""
+        where: list[str] = []
+        args: list[Any] = []
+        if queues is not None:
+            names = sorted(set(queues))
+            if not names:
+                return []
+            where.append(f"queue IN ({', '.join('?' * len(names))})")
+            args += names
+        if handled is not None:
+            where.append("handled = ?")
+            args.append(1 if handled else 0)
+        sql = "SELECT * FROM voicemails" + (f" WHERE {' AND '.join(where)}" if where else "")
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY at DESC, rowid DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_voicemail(r) for r in rows]
+
+    def voicemail(self, voicemail_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM voicemails WHERE id = ?", (voicemail_id,)).fetchone()
+        return None if row is None else _voicemail(row)
+
+    def callbacks(self, queues: Collection[str] | None = None, states: Collection[str] | None = None,
+                  limit: int = 200) -> list[dict[str, Any]]:
+        """The open ones first, soonest due first (a scheduler reads the head; one waiting in its
+        queue with no due time counts from its request), then the closed ones, latest first;
+        filtered by ``queues`` and ``states`` as ``voicemails`` filters by queue."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, wanted in (("queue", queues), ("state", states)):
+            if wanted is None:
+                continue
+            names = sorted(set(wanted))
+            if not names:
+                return []
+            where.append(f"{column} IN ({', '.join('?' * len(names))})")
+            args += names
+        closed = ", ".join(f"'{s}'" for s in CALLBACK_CLOSED)
+        sql = ("SELECT * FROM callbacks" + (f" WHERE {' AND '.join(where)}" if where else "")
+               + f" ORDER BY state IN ({closed}),"
+               f" CASE WHEN state IN ({closed}) THEN NULL ELSE COALESCE(due_at, requested_at) END,"
+               " COALESCE(updated_at, requested_at) DESC, rowid DESC LIMIT ?")
+        with self._lock:
+            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [dict(r) for r in rows]
+
+    def callback(self, callback_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM callbacks WHERE id = ?", (callback_id,)).fetchone()
+        return None if row is None else dict(row)
+
     def close(self) -> None:
         """Commit every queued write, then close."""
         self._writer.close()  # it closes its own connection
@@ -428,17 +568,21 @@ class RecordStore:
         return dict(json.loads(rows[-1]["data"]))
 
     def recording_paths(self, call_ids: Iterable[str]) -> dict[str, list[str]]:
-        """Every file a ``recording`` event of these calls names, by call."""
+        """Every audio file the records of these calls name, by call: the files of their
+        ``recording`` events, then their voicemails' (retention and erasure delete both)."""
         paths: dict[str, list[str]] = {}
         for chunk in self._id_chunks(call_ids):
             marks = ", ".join("?" * len(chunk))
             with self._lock:
                 rows = self._db.execute(f"SELECT call_id, data FROM events WHERE kind = 'recording' AND call_id IN"
                                         f" ({marks}) ORDER BY at, rowid", chunk).fetchall()
-            for row in rows:
-                path = json.loads(row["data"]).get("path")
-                if path and path not in paths.setdefault(row["call_id"], []):
-                    paths[row["call_id"]].append(path)
+                voicemails = self._db.execute(f"SELECT call_id, audio_path FROM voicemails WHERE call_id IN ({marks})"
+                                              " AND audio_path IS NOT NULL ORDER BY at, rowid", chunk).fetchall()
+            named = [(row["call_id"], json.loads(row["data"]).get("path")) for row in rows]
+            named += [(row["call_id"], row["audio_path"]) for row in voicemails]
+            for call_id, path in named:
+                if path and path not in paths.setdefault(call_id, []):
+                    paths[call_id].append(path)
         return paths
 
     def calls_of_caller(self, caller: str) -> list[str]:
@@ -448,47 +592,50 @@ class RecordStore:
         return [row["id"] for row in rows]
 
     def calls_to_purge(self, before: float) -> list[str]:
-        """Calls started before ``before`` that still hold words or a recording."""
+        """Calls started before ``before`` that still hold words, a recording or a voicemail."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT id FROM calls c WHERE started_at < ? AND (EXISTS (SELECT 1 FROM turns t WHERE t.call_id = c.id)"
-                " OR EXISTS (SELECT 1 FROM events e WHERE e.call_id = c.id AND e.kind IN ('recording', 'barge_in_heard')))"
+                " OR EXISTS (SELECT 1 FROM events e WHERE e.call_id = c.id AND e.kind IN ('recording', 'barge_in_heard'))"
+                " OR EXISTS (SELECT 1 FROM voicemails v WHERE v.call_id = c.id))"
                 " ORDER BY started_at", (before,)).fetchall()
         return [row["id"] for row in rows]
 
     def delete_calls(self, call_ids: Iterable[str]) -> dict[str, int]:
         """Every row of these calls (a caller's request to be forgotten): the call, its turns,
-        events and queue_log lines.  Returns how many rows of each table go."""
-        counts = {"calls": 0, "turns": 0, "events": 0, "queue_log": 0}
+        events and queue_log lines, and its voicemails and callbacks (their files are the
+        caller's to delete: ``recording_paths``).  Returns how many rows of each table go;
+        voicemails and callbacks are named only when there were some."""
+        counts = {"calls": 0, "turns": 0, "events": 0, "queue_log": 0, "voicemails": 0, "callbacks": 0}
         for chunk in self._id_chunks(call_ids):
             marks = ", ".join("?" * len(chunk))
-            where = {"calls": f"id IN ({marks})", "turns": f"call_id IN ({marks})",
-                     "events": f"call_id IN ({marks})", "queue_log": f"call_id IN ({marks})"}
+            where = {"calls": f"id IN ({marks})", **{table: f"call_id IN ({marks})" for table in list(counts)[1:]}}
             with self._lock:
                 for table, condition in where.items():
                     counts[table] += int(self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {condition}",
                                                           chunk).fetchone()[0])
             self._write_all([(f"DELETE FROM {table} WHERE {condition}", tuple(chunk))
                              for table, condition in where.items()])
-        return counts
+        return {table: n for table, n in counts.items() if n or table not in ("voicemails", "callbacks")}
 
     def purge_transcripts(self, call_ids: Iterable[str], reason: str) -> dict[str, int]:
-        """Forget what was said on these calls (their turns, the words in barge-in events, and
-        the recording events, whose files the caller deletes), keeping each call, its states and
-        its queue_log lines for the reports; a ``retention_purged`` event says why."""
-        counts = {"turns": 0, "events": 0}
+        """Forget what was said on these calls (their turns, the words in barge-in events, their
+        voicemails, and the recording events; the files are the caller's to delete), keeping each
+        call, its states and its queue_log lines for the reports; a ``retention_purged`` event
+        says why.  Voicemails are counted only when there were some."""
+        counts = {"turns": 0, "events": 0, "voicemails": 0}
         for chunk in self._id_chunks(call_ids):
             marks = ", ".join("?" * len(chunk))
             events = f"call_id IN ({marks}) AND kind IN ('recording', 'barge_in_heard')"
+            where = {"turns": f"call_id IN ({marks})", "events": events, "voicemails": f"call_id IN ({marks})"}
             with self._lock:
-                counts["turns"] += int(self._db.execute(f"SELECT COUNT(*) FROM turns WHERE call_id IN ({marks})",
-                                                        chunk).fetchone()[0])
-                counts["events"] += int(self._db.execute(f"SELECT COUNT(*) FROM events WHERE {events}",
-                                                         chunk).fetchone()[0])
-            self._write_all([(f"DELETE FROM turns WHERE call_id IN ({marks})", tuple(chunk)),
-                             (f"DELETE FROM events WHERE {events}", tuple(chunk)),
+                for table, condition in where.items():
+                    counts[table] += int(self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {condition}",
+                                                          chunk).fetchone()[0])
+            self._write_all([*((f"DELETE FROM {table} WHERE {condition}", tuple(chunk))
+                               for table, condition in where.items()),
                              *(self._event_row(call_id, "retention_purged", {"reason": reason}) for call_id in chunk)])
-        return counts
+        return {table: n for table, n in counts.items() if n or table != "voicemails"}
 
     @staticmethod
     def _id_chunks(call_ids: Iterable[str], size: int = 500) -> list[list[str]]:
@@ -508,6 +655,13 @@ def _call(row: dict[str, Any]) -> dict[str, Any]:
         row.pop(key, None)
     row["queue_name"] = row.pop("queue", None)
     return row
+
+
+def _voicemail(row: sqlite3.Row) -> dict[str, Any]:
+    """A voicemails row with ``handled`` as a bool."""
+    voicemail = dict(row)
+    voicemail["handled"] = bool(voicemail["handled"])
+    return voicemail
 
 
 def _queue_row(row: sqlite3.Row) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""Ringing a phone from voicebot (an agent's, or a bridged transfer's target): the asyncio half
-of ``uac.py``'s outbound INVITE.  The ACD's offers and the bridge both dial through here; what
-the caller hears meanwhile is the caller of this code's business."""
+"""Ringing a phone from voicebot (an agent's, a bridged transfer's target, a customer called
+back through the trunk): the asyncio half of ``uac.py``'s outbound INVITE.  The ACD's offers,
+the bridge and ``outbound.py`` all dial through here; what the caller hears meanwhile is the
+caller of this code's business."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from voicebot.sip.call import Address, Signalling, SipCall, new_rtp
 from voicebot.sip.message import SipResponse
 from voicebot.sip.sdp import NotAcceptable, SdpError, build_offer, negotiate, parse_sdp
 from voicebot.sip.transfer import uri_address, user_to_user
-from voicebot.sip.uac import InviteOutcome, OutboundInvite
+from voicebot.sip.uac import Credentials, InviteOutcome, OutboundInvite
 
 log = logging.getLogger(__name__)
 CANCEL_WAIT_S = 4.0  # after a CANCEL, how long to wait for the 487 before giving up
@@ -32,16 +34,23 @@ class Placed:
     error: str | None = None
 
 
-async def place(endpoint: Signalling, uri: str, headers: list[tuple[str, str]], ring_s: float) -> Placed:
-    """INVITE ``uri`` with ``headers`` (plus User-to-User) and wait at most ``ring_s`` for an
-    answer, then CANCEL (408/487).  Cancelling the awaiting task CANCELs a ringing INVITE, hangs
-    up one answered just then, frees the media port, and re-raises."""
+async def place(endpoint: Signalling, uri: str, headers: list[tuple[str, str]], ring_s: float, *,
+                from_uri: str | None = None, display: str = "", credentials: Credentials | None = None,
+                next_hop: str | None = None) -> Placed:
+    """INVITE ``uri`` with ``headers`` (plus User-to-User when they carry the X-Voicebot-*
+    handoff) and wait at most ``ring_s`` for an answer, then CANCEL (408/487).  Cancelling the
+    awaiting task CANCELs a ringing INVITE, hangs up one answered just then, frees the media
+    port, and re-raises.
+
+    For a call through a trunk: ``from_uri``/``display`` present the caller ID (default
+    ``sip:voicebot@<public host>``), ``credentials`` answer its 401/407 once a realm, and
+    ``next_hop`` (a SIP URI) is where the INVITE goes when that is not ``uri``'s host."""
     try:
-        host, port = uri_address(uri)
+        host, port = uri_address(next_hop or uri)
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         address: Address = infos[0][4][:2]  # type: ignore[assignment]
     except (ValueError, OSError) as exc:
-        log.warning("SIP: cannot reach %s: %s", uri, exc)
+        log.warning("SIP: cannot reach %s: %s", next_hop or uri, exc)
         return Placed(503, error=str(exc))
     config = endpoint.config
     rtp = new_rtp(config, None, address)  # silent until answered
@@ -49,10 +58,13 @@ async def place(endpoint: Signalling, uri: str, headers: list[tuple[str, str]], 
         rtp_port = await rtp.open(config.media_host)
     except OSError as exc:
         return Placed(503, error=str(exc))
+    extra = list(headers)
+    if any(name.startswith("X-Voicebot-") for name, _ in headers):
+        extra.append(("User-to-User", user_to_user(headers)))
     invite = OutboundInvite.create(
-        uri, f"sip:voicebot@{config.public_host}", config.contact, config.public_host, config.port,
+        uri, from_uri or f"sip:voicebot@{config.public_host}", config.contact, config.public_host, config.port,
         build_offer(config.public_host, rtp_port, endpoint.next_session_version()).encode(), time.monotonic(),
-        extra=[*headers, ("User-to-User", user_to_user(headers))])
+        extra=extra, display=display, credentials=credentials)
     try:
         outcome = await _ring(endpoint, invite, address, ring_s)
     except asyncio.CancelledError:
@@ -61,7 +73,7 @@ async def place(endpoint: Signalling, uri: str, headers: list[tuple[str, str]], 
         raise
     if outcome.status >= 300 or outcome.dialog is None:
         await rtp.release()
-        log.info("SIP: %s not answered (%s)", uri, outcome.status)
+        log.debug("SIP: %s not answered (%s)", uri, outcome.status)
         return Placed(outcome.status)
     call = SipCall(outcome.dialog, None, rtp, address, answered=True, started=True, outbound=True)
     endpoint.track(call)
@@ -74,11 +86,24 @@ async def place(endpoint: Signalling, uri: str, headers: list[tuple[str, str]], 
     return Placed(outcome.status, call)
 
 
+def _route(endpoint: Signalling, invite: OutboundInvite, handler: Callable[[SipResponse], None]) -> None:
+    """Responses to each INVITE sent (a challenged one's, and the one answering it) to ``handler``."""
+    for cseq in invite.cseqs:
+        endpoint.on_response((invite.call_id, cseq), handler)
+
+
+def _unroute_later(endpoint: Signalling, invite: OutboundInvite) -> None:
+    """Stop routing the INVITEs' responses once stray answers can no longer come (LATE_S)."""
+    loop = asyncio.get_running_loop()
+    for cseq in invite.cseqs:
+        loop.call_later(LATE_S, endpoint.on_response, (invite.call_id, cseq), None)
+
+
 async def _ring(endpoint: Signalling, invite: OutboundInvite, address: Address, ring_s: float) -> InviteOutcome:
-    """Send the INVITE and drive it to a final answer, CANCELling it when ``ring_s`` runs out."""
+    """Send the INVITE and drive it to a final answer (through a challenge and the INVITE that
+    answers it), CANCELling it when ``ring_s`` runs out."""
     responses: asyncio.Queue[SipResponse] = asyncio.Queue()
-    key = (invite.call_id, invite.request.cseq[0])
-    endpoint.on_response(key, responses.put_nowait)
+    _route(endpoint, invite, responses.put_nowait)
     endpoint.send(invite.first(), address)
     deadline = time.monotonic() + ring_s
     while invite.outcome is None:
@@ -97,8 +122,11 @@ async def _ring(endpoint: Signalling, invite: OutboundInvite, address: Address, 
             for data in invite.tick(time.monotonic()):
                 endpoint.send(data, address)
             continue
-        for data in invite.receive(response):
+        sent = len(invite.cseqs)
+        for data in invite.receive(response, time.monotonic()):
             endpoint.send(data, address)
+        if len(invite.cseqs) != sent:  # a challenge answered: the new INVITE's responses come here too
+            _route(endpoint, invite, responses.put_nowait)
     if invite.outcome is None or invite.outcome.status >= 300:
         _abandon(endpoint, invite, address)
         return invite.outcome or InviteOutcome(408, "no answer")
@@ -106,15 +134,14 @@ async def _ring(endpoint: Signalling, invite: OutboundInvite, address: Address, 
         for data in invite.receive(response):
             endpoint.send(data, address)
 
-    endpoint.on_response(key, reack)
-    asyncio.get_running_loop().call_later(LATE_S, endpoint.on_response, key, None)
+    _route(endpoint, invite, reack)
+    _unroute_later(endpoint, invite)
     return invite.outcome
 
 
 def _abandon(endpoint: Signalling, invite: OutboundInvite, address: Address) -> None:
     """We gave up on this INVITE: CANCEL it once it rings, ACK whatever still arrives, and hang
     up on a 200 (one that came just now, or late)."""
-    key = (invite.call_id, invite.request.cseq[0])
     hung_up = False
 
     def settle() -> None:
@@ -135,5 +162,5 @@ def _abandon(endpoint: Signalling, invite: OutboundInvite, address: Address) -> 
         settle()
 
     settle()
-    endpoint.on_response(key, late)
-    asyncio.get_running_loop().call_later(LATE_S, endpoint.on_response, key, None)
+    _route(endpoint, invite, late)
+    _unroute_later(endpoint, invite)

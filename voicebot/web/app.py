@@ -1,5 +1,6 @@
 """The HTTP API: health, the live domain's status, a text channel to the dialog, call
-records, the ACD (agents, queues, queue log), the agent desktop's WebSocket, and the pages.
+records, the ACD (agents, queues, queue log), voicemail and callbacks, the agent desktop's WebSocket,
+and the pages.
 
 The text channel (``/api/chat``) is the same Dialog a phone call runs, without audio: designers
 and integrators can script conversations against a running server.  Everything but
@@ -39,6 +40,7 @@ from voicebot.web.auth_routes import SESSION_COOKIE, auth_router, principal_depe
 from voicebot.web.desk import desk_socket
 from voicebot.web.report_routes import report_router
 from voicebot.web.supervisor import supervisor_socket
+from voicebot.web.voicemail_routes import agent_queues, voicemail_router
 from voicebot.web.wallboard_routes import WallboardFeed, wallboard_router, wallboard_socket_router
 from voicebot.webrtc import WebRtcCallerLeg
 
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from voicebot.config import Settings
     from voicebot.handoff.acd import Acd
     from voicebot.records.store import RecordStore
+    from voicebot.records.voicemails import VoicemailBox
 
 MAX_SESSIONS = 1000
 SESSION_IDLE_S = 1800
@@ -98,10 +101,11 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
                store: "RecordStore | None" = None, calls: "CallService | None" = None, *,
                desk: "DeskHub | None" = None, acd: "Acd | None" = None, directory: Directory | None = None,
                links: LinkSigner | None = None, settings: "Settings | None" = None,
-               secret: bytes | None = None) -> FastAPI:
+               secret: bytes | None = None, voicemails: "VoicemailBox | None" = None) -> FastAPI:
     app = FastAPI(title="voicebot", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None, description="Realtime voice AI IVR and virtual agent server")
     app.state.switchboard = None  # set by the server once the ACD runs
+    app.state.voicemails = voicemails  # where voicemail audio is kept (None: not served)
     desk = desk or DeskHub()
     sessions: dict[str, ChatSession] = {}
     secret = secret or load_secret(None)
@@ -315,5 +319,7 @@ def create_app(registry: DomainRegistry, backend: Backend, lifespan: Any = None,
         app.include_router(wallboard_socket_router(wall, logins))  # checks its own login
     if store is not None:
         guarded.include_router(report_router(store, settings, acd))
+        guarded.include_router(voicemail_router(store, lambda: app.state.voicemails, lambda: app.state.switchboard,
+                                                agent_queues(acd, settings)))
     app.include_router(guarded)
     return app
