@@ -13,6 +13,12 @@ Anything not in the table is a bug and is logged, never acted on silently.
     queued     --caller leaves----------------->  abandoned
     queued     --leaves the queue (timeout,----->  ivr        (the bot takes it back)
                  key, full, empty)
+    queued     --leaves for voicemail, or a---->  ended      (outcome voicemail | closed)
+                 closed queue's announcement
+    queued     --asks to be called back-------->  callback   (the caller hangs up; the stay goes on)
+    callback   --the customer answers and the-->  connected  (a new Call on the same record)
+                 agent is bridged
+    callback   --the ACD gives up-------------->  ended      (outcome callback_failed; by the switchboard)
     offered    --offer withdrawn--------------->  queued
     offered    --accepted---------------------->  connected
     offered    --caller leaves----------------->  abandoned
@@ -27,15 +33,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol, Union
 
 from voicebot.backends import Backend
+from voicebot.callback_offer import arrange_callback
 from voicebot.conversation import Conversation
 from voicebot.domain_reload import DomainRegistry
 from voicebot.handoff import context
+from voicebot.handoff.events import LogEvent
 from voicebot.hold import HoldPlayer, MusicOnHold, announcement_text
 from voicebot.legs import CallerLeg, OutsideTransfers
 from voicebot.media import AudioChunk, Dtmf, EdgeStream
@@ -46,14 +55,17 @@ from voicebot.pipeline.latency import CALLS
 from voicebot.pipeline.transcriber import LegTranscriber
 from voicebot.records.recording import Recorder, Recordings
 from voicebot.records.store import RecordStore
+from voicebot.records.voicemails import VoicemailBox
 from voicebot.survey import run_survey
+from voicebot.voicemail import take_voicemail
 
 log = logging.getLogger(__name__)
 
 TRANSITIONS: dict[str, set[str]] = {
     "ivr": {"ended", "queued", "transferred_out", "connected"},
-    "queued": {"offered", "abandoned", "ivr", "queued"},
-    "offered": {"queued", "connected", "abandoned", "offered"},
+    "queued": {"offered", "abandoned", "ivr", "queued", "callback"},
+    "offered": {"queued", "connected", "abandoned", "offered", "callback"},
+    "callback": {"connected", "ended"},
     "connected": {"wrap_up", "queued"},
     "wrap_up": {"ended"},
     "transferred_out": {"ivr"},
@@ -61,6 +73,12 @@ TRANSITIONS: dict[str, set[str]] = {
     "abandoned": set(),
 }
 QUEUE_WELCOME = "Please stay on the line; the next available member of our team will be with you shortly."
+VOICEMAIL_GREETING = ("Please leave a message after the tone, with your name and what it is about. Press the hash key"
+                      " when you have finished.")
+CALLBACK_INTRO = "Hello, we are returning your call, as you asked. Please hold a moment while I connect you."
+CLOSED = "I'm sorry, our team isn't available right now."
+WANTS_CALLBACK = re.compile(r"(call (me )?back|callback|ring me back|phone me back)", re.IGNORECASE)
+WANTS_VOICEMAIL = re.compile(r"(voice ?mail|leave (a|my) message)", re.IGNORECASE)
 
 
 class CallLimit(Exception):
@@ -95,7 +113,15 @@ class AnnounceMsg:
 
 @dataclass(frozen=True)
 class LeftQueue:
-    reason: str  # timeout | key | full | empty | joinempty
+    reason: str  # timeout | key | full | empty | joinempty | closed
+    then: str | None = None  # voicemail | callback | announce; None: back to the bot
+
+
+@dataclass(frozen=True)
+class CallbackWanted:
+    """The waiting caller asked to be called back (``by``: key, speech) or the queue offers it (overflow)."""
+
+    by: str
 
 
 @dataclass(frozen=True)
@@ -109,14 +135,18 @@ class CallerGone:
     pass
 
 
-Message = Union[Offered, OfferWithdrawn, Connect, AnnounceMsg, LeftQueue, MovedQueue, CallerGone]
+Message = Union[Offered, OfferWithdrawn, Connect, AnnounceMsg, LeftQueue, MovedQueue, CallerGone, CallbackWanted]
 
 
 class Handoff(Protocol):
     """What a call tells the ACD's glue (``switchboard.Switchboard``); it answers by posting
     the messages above to the call's inbox."""
 
-    def enqueue(self, call: Call, transfer: Transfer) -> None: ...
+    def enqueue(self, call: Call, transfer: Transfer) -> bool: ...
+    def wants(self, call: Call, what: str) -> None: ...
+    def callback(self, call_id: str, number: str, queue: str | None = None, due_at: float | None = None,
+                 caller: str = "", agent_id: str | None = None) -> bool: ...
+    def voicemail_left(self, queue: str, voicemail_id: str) -> None: ...
     def caller_left(self, call: Call) -> None: ...
     def agent_hung_up(self, call: Call) -> None: ...
     def key(self, call: Call, digit: str) -> None: ...
@@ -236,7 +266,9 @@ class Call:
 
     # ------------------------------------------------------------------ the ACD
 
-    async def _wait_for_agent(self, transfer: Transfer) -> Event | None:
+    async def _wait_for_agent(self, transfer: Transfer, joined: bool = False) -> Event | None:
+        """In the ACD's hands until an agent is bridged, the caller leaves, or the queue sends
+        them on.  ``joined``: the ACD has the call already (a callback being bridged)."""
         board = self.service.switchboard
         if board is None:  # no ACD in this process: the record says where the caller wanted to go
             await self.leg.end("no_acd")
@@ -246,15 +278,17 @@ class Call:
         if stream.closed and not stream.released:
             stream.reopen()
         self.queue = transfer.queue
-        self.to("queued", queue=transfer.queue)
+        if not joined:
+            self.to("queued", queue=transfer.queue)
         reader = asyncio.create_task(self._listen_while_waiting(), name=f"wait-{self.id[:8]}")
         self._hold = HoldPlayer(stream, self.service.music)
         self._hold.start()
-        asyncio.create_task(self._say(self.service.queue_welcome(self.dialog)))
-        board.enqueue(self, transfer)
+        if not joined and board.enqueue(self, transfer):
+            asyncio.create_task(self._say(self.service.queue_welcome(self.dialog)))
+        pending: Message | None = None
         try:
             while True:
-                message = await self.inbox.get()
+                message, pending = pending or await self.inbox.get(), None
                 if isinstance(message, CallerGone):
                     board.caller_left(self)
                     if self.state in ("queued", "offered"):
@@ -273,10 +307,24 @@ class Call:
                         self.to("queued")
                     self.store.set_queue(self.id, message.queue)
                     self.store.event(self.id, "queue_moved", {"queue": message.queue, "reason": message.reason})
+                elif isinstance(message, LeftQueue) and message.then is not None:
+                    await self._stop_waiting(reader)
+                    await self._leave_queue(message)
+                    return None
                 elif isinstance(message, LeftQueue):  # back to the bot, which says so and offers more help
                     self.store.reopen_call(self.id, {"queue": self.queue, "reason": message.reason})
                     await self._stop_waiting(reader)
                     return TransferFailed(self.queue or transfer.queue, None)
+                elif isinstance(message, CallbackWanted):
+                    await self._stop_waiting(reader)
+                    arranged, pending = await self._arrange_callback(message.by, keep_place=True)
+                    if arranged:
+                        return None
+                    if self.caller_gone:
+                        pending = pending or CallerGone()
+                    reader = asyncio.create_task(self._listen_while_waiting())
+                    self._hold = HoldPlayer(stream, self.service.music)
+                    self._hold.start()
                 elif isinstance(message, Connect):
                     await self._stop_waiting(reader)
                     if self.caller_gone:  # hung up the moment the agent answered
@@ -292,6 +340,134 @@ class Call:
                     self._hold.start()
         finally:
             await self._stop_waiting(reader)
+
+    # ------------------------------------------------------------------ nobody waits in vain
+
+    async def _arrange_callback(self, by: str, keep_place: bool, queue: str | None = None,
+                                due_at: float | None = None) -> tuple[bool, Message | None]:
+        """Agree a number (and maybe a time) with the caller; then the ACD keeps their place
+        and the caller may hang up.  An agent coming free meanwhile wins: the dialog stops and
+        the message that says so is handed back.  Returns (callback arranged, that message)."""
+        board = self.service.switchboard
+        assert board is not None
+        queue = queue or self.queue or ""
+        schedule = getattr(board, "schedules", {}).get(queue)
+        self.store.event(self.id, "callback_offered", {"by": by, "queue": queue})
+        dialog = asyncio.create_task(arrange_callback(self.leg.stream, self.service.engines, self.leg.caller,
+                                                      schedule=schedule, keep_place=keep_place, store=self.store,
+                                                      call_id=self.id))
+        interrupt: Message | None = None
+        while not dialog.done():
+            getter = asyncio.create_task(self.inbox.get())
+            await asyncio.wait({dialog, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                await asyncio.gather(getter, return_exceptions=True)
+                continue
+            message = getter.result()
+            if isinstance(message, (Connect, CallerGone, LeftQueue)):
+                interrupt = message
+                dialog.cancel()
+                break
+            if isinstance(message, Offered):
+                self.to("offered", agent=message.agent_id)
+            elif isinstance(message, OfferWithdrawn) and self.state == "offered":
+                self.to("queued")
+        choice = (await asyncio.gather(dialog, return_exceptions=True))[0]
+        if interrupt is not None or isinstance(choice, BaseException) or choice is None:
+            return False, interrupt
+        if not board.callback(self.id, choice.number, queue, choice.due_at, self.leg.caller):
+            return False, None  # an agent took the call meanwhile: it is connecting
+        self.store.event(self.id, "callback_arranged", {"queue": queue, "due_at": choice.due_at, "by": choice.by,
+                                                        "keep_place": keep_place})
+        if self.state in ("queued", "offered"):
+            self.to("callback")
+        else:
+            self.state = "callback"
+            self.store.set_state(self.id, "callback")
+        await self.leg.end("callback_arranged")
+        return True, None
+
+    async def _leave_queue(self, left: LeftQueue) -> None:
+        """The queue sends the caller on (closed, waited too long, full, chose voicemail):
+        a voicemail, a callback at the next opening, or the hours said and goodbye."""
+        queue = self.queue or ""
+        board = self.service.switchboard
+        schedule = getattr(board, "schedules", {}).get(queue)
+        self.store.event(self.id, "left_queue", {"queue": queue, "reason": left.reason, "then": left.then})
+        if left.then == "voicemail":
+            await self._voicemail(queue)
+            return
+        if left.then == "callback" and self.service.switchboard is not None:
+            if not self.caller_gone and (await self._arrange_callback("closed", keep_place=False, queue=queue))[0]:
+                return
+        if not self.caller_gone:
+            words = CLOSED
+            if schedule is not None and left.reason == "closed":
+                words = f"{CLOSED} {_sentence(schedule.say_next_opening(time.time()))}"
+            await self._speak(f"{words} Please call again later. Goodbye.")
+            await self.leg.end("closed")
+        self._close("ended", "closed" if left.reason == "closed" else "left_queue")
+
+    async def _voicemail(self, queue: str) -> None:
+        board = self.service.switchboard
+        box = self.service.voicemails
+        limit = getattr(board, "max_voicemail_s", {}).get(queue, 120.0)
+        greeting = self.dialog.domain.spec.prompts.get("voicemail_greeting", VOICEMAIL_GREETING)
+        message = None
+        if not self.caller_gone and box is not None:
+            message = await take_voicemail(self.leg.stream, self.service.engines, greeting, limit, store=self.store,
+                                           call_id=self.id)
+        if message is None or box is None:
+            self.store.event(self.id, "voicemail_none", {"queue": queue})
+        else:
+            voicemail_id = await asyncio.to_thread(box.save, self.id, queue, self.leg.caller, message.pcm,
+                                                   message.sample_rate, message.transcript, message.duration_s)
+            self.store.log_queue_event(LogEvent(time.time(), self.id, queue, "NONE", "VOICEMAIL",
+                                                (_whole_s(message.duration_s),)))
+            self.store.event(self.id, "voicemail", {"id": voicemail_id, "queue": queue,
+                                                    "duration_s": round(message.duration_s, 1),
+                                                    "ended_by": message.ended_by})
+            if board is not None:
+                board.voicemail_left(queue, voicemail_id)
+        await self.leg.end("voicemail")
+        self._close("ended", "voicemail" if message is not None else "no_voicemail")
+
+    async def _speak(self, text: str) -> None:
+        """Say ``text`` on the line and wait until it is heard (no hold music under it)."""
+        try:
+            stream = self.leg.stream
+            rate = stream.output_sample_rate
+            self.store.add_turn(self.id, "bot", text, started_at=time.time())
+            async for chunk in self.service.engines.tts.stream(text, rate):
+                if stream.closed:
+                    return
+                await stream.write(chunk, rate)
+            deadline = time.monotonic() + stream.playout().pending_ms / 1000 + 1.0
+            while stream.playout().pending_ms > 0 and not stream.closed and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        except Exception:
+            log.exception("call %s: could not say %r", self.id, text)
+
+    async def run_callback(self, connect: Connect) -> None:
+        """voicebot called the customer back and they answered: a short introduction, then the
+        agent who took the callback is bridged (the ACD connected them already)."""
+        try:
+            intro = self.dialog.domain.spec.prompts.get("callback_intro", CALLBACK_INTRO)
+            await self._speak(intro)
+            self.inbox.put_nowait(connect)
+            queue = self.service.switchboard and getattr(self.service.switchboard, "acd").call_queue(self.id)
+            await self._wait_for_agent(Transfer(queue or self.queue or "", 0, (), "callback"), joined=True)
+        except asyncio.CancelledError:
+            await connect.hang_up("shutdown")
+            await self.leg.end("shutdown")
+            self._close("ended", "shutdown")
+            raise
+        except Exception:
+            log.exception("callback %s failed", self.id)
+            await connect.hang_up("error")
+            await self.leg.end("error")
+            self._close("ended", "error")
 
     async def _stop_waiting(self, reader: asyncio.Task[None]) -> None:
         reader.cancel()
@@ -309,6 +485,10 @@ class Call:
 
         def heard(speaker: str, text: str, started: float, ended: float) -> None:
             self.store.add_turn(self.id, speaker, text, started_at=started, ended_at=ended)
+            if board is not None and WANTS_CALLBACK.search(text):
+                board.wants(self, "callback")
+            elif board is not None and WANTS_VOICEMAIL.search(text):
+                board.wants(self, "voicemail")
 
         ears = LegTranscriber(engines.asr, engines.scorer(), "caller", heard)
         worker = asyncio.create_task(ears.run())
@@ -538,6 +718,7 @@ class CallService:
         self.outside = outside
         self.music = music or MusicOnHold.from_folder(None)
         self.switchboard: Handoff | None = None
+        self.voicemails: VoicemailBox | None = None
         self.context_url = context_url or (lambda call_id: f"/api/calls/{call_id}")
         self.calls: dict[str, Call] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -571,6 +752,27 @@ class CallService:
         task.add_done_callback(done)
         return call_id
 
+    def start_callback(self, call_id: str, leg: CallerLeg, connect: Connect) -> None:
+        """The customer answered a callback: a Call on the callback's own record bridges them
+        to the agent (not counted against ``max_calls``: the agent is already on it)."""
+        domain = self.registry.current
+        dialog = Dialog(domain, DialogContext(caller_number=leg.caller, channel=leg.channel, today=date.today()))
+        call = Call(self, leg, call_id, dialog)
+        call.state = "callback"
+        self.store.event(call_id, "callback_answered", {"agent": connect.agent_id})
+        board = self.switchboard
+        if board is not None:
+            getattr(board, "calls")[call_id] = call
+        self.calls[call_id] = call
+        task = asyncio.create_task(call.run_callback(connect), name=f"callback-{call_id[:8]}")
+        self.tasks[call_id] = task
+
+        def done(_task: asyncio.Task[None]) -> None:
+            self.tasks.pop(call_id, None)
+            self.calls.pop(call_id, None)
+
+        task.add_done_callback(done)
+
     def handoff_headers(self, call_id: str) -> list[tuple[str, str]]:
         """X-Voicebot-* for a SIP transfer or an agent's phone, with the signed context link."""
         record = self.store.get_call(call_id) or {"id": call_id}
@@ -583,3 +785,15 @@ class CallService:
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+
+def _sentence(text: str) -> str:
+    """"we open tomorrow at eight" → "We open tomorrow at eight."."""
+    text = text.strip()
+    if not text:
+        return ""
+    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _whole_s(seconds: float) -> str:
+    return str(max(0, int(round(seconds))))

@@ -23,6 +23,8 @@ from voicebot.pipeline.call import Engines, VoiceConfig
 from voicebot.pipeline.vad import SegmenterConfig
 from voicebot.records.privacy import retention_loop
 from voicebot.records.recording import Recordings, default_dir
+from voicebot.records.voicemails import VoicemailBox
+from voicebot.records.voicemails import default_dir as voicemail_dir
 from voicebot.records.store import RecordStore
 from voicebot.web.app import create_app
 from voicebot.calls import CallService
@@ -30,10 +32,12 @@ from voicebot.config import Settings
 from voicebot.handoff.acd import Acd
 from voicebot.handoff.desk import DeskHub
 from voicebot.handoff.events import AgentConfig, QueueConfig, RelaxRule
+from voicebot.handoff.hours import Schedule
 from voicebot.hold import MusicOnHold
 from voicebot.nlu.domain import TransferSpec
 from voicebot.sip.access import Trunk
 from voicebot.sip.endpoint import SipConfig, SipEndpoint
+from voicebot.sip.outbound import OutboundTrunk
 from voicebot.sip.transfer import TransferTarget
 from voicebot.sip.transfers import SipTransfers
 from voicebot.switchboard import Switchboard
@@ -41,7 +45,13 @@ from voicebot.switchboard import Switchboard
 log = logging.getLogger(__name__)
 
 
+def schedules(settings: Settings) -> dict[str, Schedule]:
+    """Each queue's opening hours, for the ACD's door and the words callers hear."""
+    return {name: Schedule.from_settings(q.hours) for name, q in settings.queues.items() if q.hours is not None}
+
+
 def queue_configs(settings: Settings) -> dict[str, QueueConfig]:
+    hours = schedules(settings)
     return {name: QueueConfig(name=name, strategy=q.strategy, skills=dict(q.skills), max_penalty=q.max_penalty,
                               relax=tuple(RelaxRule(r.after_s, r.max_penalty, r.skills) for r in q.relax),
                               service_level_s=q.service_level_s, max_wait_s=q.max_wait_s, max_len=q.max_len,
@@ -49,8 +59,21 @@ def queue_configs(settings: Settings) -> dict[str, QueueConfig]:
                               leave_when_empty=q.leave_when_empty, announce_every_s=q.announce_every_s,
                               overflow_to=q.overflow_to, overflow_after_s=q.overflow_after_s,
                               missed_offers_max=q.missed_offers_max, after_wrap_up=q.after_wrap_up, weight=q.weight,
-                              default_handle_s=q.default_handle_s)
+                              default_handle_s=q.default_handle_s,
+                              is_open=hours[name].is_open if name in hours else None, when_closed=q.when_closed,
+                              callback_attempts=q.callback_attempts, callback_retry_s=q.callback_retry_s,
+                              callback_give_up_s=q.callback_give_up_s, resume_abandoned_s=q.resume_abandoned_s)
             for name, q in settings.queues.items()}
+
+
+def queue_keys(settings: Settings) -> dict[str, dict[str, str]]:
+    """queue → {"callback": key, "voicemail": key}: what a waiting caller may press."""
+    keys: dict[str, dict[str, str]] = {}
+    for name, q in settings.queues.items():
+        for what, key in (("callback", q.callback_key), ("voicemail", q.voicemail_key)):
+            if key is not None:
+                keys.setdefault(name, {})[what] = key
+    return keys
 
 
 def agent_configs(settings: Settings) -> list[AgentConfig]:
@@ -117,10 +140,14 @@ def serve(settings: Settings) -> int:
         return f"{public_url}/api/calls/{call_id}?token={links.sign(call_id, settings.context_link_s)}"
 
     recordings = Recordings(settings.recordings_dir or default_dir(settings.records_db), store)
+    voicemails = VoicemailBox(voicemail_dir(recordings.folder), store)
     calls = CallService(engines, registry, backend, store, settings.max_calls,
                         music=MusicOnHold.from_folder(settings.music_on_hold), context_url=context_url,
                         recordings=recordings)
+    calls.voicemails = voicemails
     acd = Acd(queue_configs(settings), agent_configs(settings))
+    if settings.sip_outbound is not None:
+        acd.outbound_max = settings.sip_outbound.max_calls
     desk = DeskHub()
     problems = unknown_queues(settings, registry.current)
     if problems:
@@ -153,9 +180,13 @@ def serve(settings: Settings) -> int:
                 await sip.stop()
                 sip = None
         calls.outside = transfers
+        outbound = OutboundTrunk(sip, settings.sip_outbound) if sip is not None and settings.sip_outbound else None
         board = Switchboard(acd, store, desk, dialer=transfers, context_url=context_url,
                             exit_keys={name: q.exit_key for name, q in settings.queues.items() if q.exit_key},
-                            dispositions=settings.dispositions, not_ready_reasons=settings.not_ready_reasons)
+                            dispositions=settings.dispositions, not_ready_reasons=settings.not_ready_reasons,
+                            outbound=outbound, keys=queue_keys(settings), schedules=schedules(settings),
+                            max_voicemail_s={name: q.max_voicemail_s for name, q in settings.queues.items()})
+        board.service = calls
         calls.switchboard = board
         app.state.switchboard = board
         board.start()
@@ -188,7 +219,7 @@ def serve(settings: Settings) -> int:
         store.close()
 
     app = create_app(registry, backend, lifespan, store=store, calls=calls, desk=desk, acd=acd, directory=directory,
-                     links=links, settings=settings, secret=secret)
+                     links=links, settings=settings, secret=secret, voicemails=voicemails)
     tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)} if scheme == "https" else {}
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", **tls)
     return 0

@@ -15,11 +15,13 @@ from voicebot.handoff import desk as desk_messages
 from voicebot.handoff.acd import Acd
 from voicebot.handoff.context import build_context, context_json
 from voicebot.handoff.desk import DeskHub
-from voicebot.handoff.events import (AcdAction, AcdEvent, AgentHungUp, AgentStateChanged, Announce, CallerJoins,
-                                     CallerKey, CallerLeft, CancelOffer, Connect, Exited, LogEvent, Moved, Offer,
-                                     OfferAccepted, OfferFailed, OfferRejected, Released, SetAgentState, TransferCall,
-                                     WrapUpDone)
-from voicebot.legs import AgentDialer
+from voicebot.handoff.events import (AcdAction, AcdEvent, AgentHungUp, AgentStateChanged, Announce, CallbackAnswered,
+                                     CallbackFailed, CallbackRequested, CallbackState, CallerJoins, CallerKey,
+                                     CallerLeft, CancelOffer, Connect, DialCallback, Exited, LogEvent, Moved, Offer,
+                                     OfferAccepted, OfferCallback, OfferFailed, OfferRejected, Released, Resumed,
+                                     SetAgentState, TransferCall, WrapUpDone)
+from voicebot.handoff.hours import Schedule
+from voicebot.legs import AgentDialer, CallerLeg, OutboundCalls
 from voicebot.nlu.dialog import Transfer
 from voicebot.records.store import RecordStore
 from voicebot.webrtc import WebRtcCallerLeg
@@ -41,7 +43,9 @@ class Switchboard:
     def __init__(self, acd: Acd, store: RecordStore, desk: DeskHub, *, dialer: AgentDialer | None = None,
                  context_url: Callable[[str], str] | None = None, exit_keys: dict[str, str] | None = None,
                  dispositions: list[str] | None = None, not_ready_reasons: list[str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, outbound: OutboundCalls | None = None,
+                 keys: dict[str, dict[str, str]] | None = None, schedules: dict[str, Schedule] | None = None,
+                 max_voicemail_s: dict[str, float] | None = None) -> None:
         self.acd = acd
         self.store = store
         self.desk = desk
@@ -51,7 +55,15 @@ class Switchboard:
         self.dispositions = dispositions or []
         self.not_ready_reasons = not_ready_reasons or []
         self.clock = clock
+        self.service: Any = None  # calls.CallService: bridges a callback the customer answered
+        self.outbound = outbound  # the trunk callbacks leave by; None: no callbacks
+        self.keys = keys or {}  # queue → {"callback": key, "voicemail": key}
+        self.schedules = schedules or {}  # queue → opening hours, for the words a caller hears
+        self.max_voicemail_s = max_voicemail_s or {}
         self.calls: dict[str, Call] = {}
+        self._callbacks: dict[str, CallbackState] = {}  # call → the callback's latest state (live ones)
+        self._requested_at: dict[str, float] = {}
+        self._dialling: dict[str, asyncio.Task[None]] = {}
         self._offers: dict[tuple[str, str], asyncio.Task[None] | None] = {}  # (call, agent) → phone ringing
         self._ticker: asyncio.Task[None] | None = None
         self._wrapping: dict[str, str] = {}  # agent → the call they are wrapping up
@@ -65,7 +77,7 @@ class Switchboard:
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
-        for task in [t for t in self._offers.values() if t is not None]:
+        for task in [t for t in self._offers.values() if t is not None] + list(self._dialling.values()):
             task.cancel()
 
     async def _tick(self) -> None:
@@ -88,10 +100,12 @@ class Switchboard:
 
     # ------------------------------------------------------------------ from calls
 
-    def enqueue(self, call: Call, transfer: Transfer) -> None:
+    def enqueue(self, call: Call, transfer: Transfer) -> bool:
+        """True when the caller now waits in a queue (not turned away at the door)."""
         self.calls[call.id] = call
-        self.handle(CallerJoins(call.id, transfer.queue, transfer.priority, tuple(transfer.skills), call.leg.caller,
-                                transfer.reason))
+        actions = self.handle(CallerJoins(call.id, transfer.queue, transfer.priority, tuple(transfer.skills),
+                                          call.leg.caller, transfer.reason))
+        return not any(isinstance(a, Exited) for a in actions)
 
     def caller_left(self, call: Call) -> None:
         self.handle(CallerLeft(call.id))
@@ -100,8 +114,127 @@ class Switchboard:
         self.handle(AgentHungUp(call.id))
 
     def key(self, call: Call, digit: str) -> None:
-        if call.queue is not None and self.exit_keys.get(call.queue) == digit:
+        if call.queue is None:
+            return
+        keys = self.keys.get(call.queue, {})
+        if self.exit_keys.get(call.queue) == digit:
             self.handle(CallerKey(call.id, digit))
+        elif keys.get("voicemail") == digit:
+            self.handle(CallerKey(call.id, digit, then="voicemail"))
+        elif keys.get("callback") == digit and self.outbound is not None:
+            call.inbox.put_nowait(call_messages.CallbackWanted("key"))
+
+    def wants(self, call: Call, what: str) -> None:
+        """The waiting caller said they want a callback or to leave a message."""
+        if call.queue is None:
+            return
+        if what == "callback" and self.outbound is not None:
+            call.inbox.put_nowait(call_messages.CallbackWanted("speech"))
+        elif what == "voicemail" and "voicemail" in self.keys.get(call.queue, {}):
+            self.handle(CallerKey(call.id, "", then="voicemail"))
+
+    # ------------------------------------------------------------------ callbacks
+
+    def callback(self, call_id: str, number: str, queue: str | None = None, due_at: float | None = None,
+                 caller: str = "", agent_id: str | None = None) -> bool:
+        """Ask the ACD for a callback: a waiting caller keeps their place; one not in a queue
+        (a closed queue, a voicemail) gets a stay of its own.  False when the ACD would not."""
+        actions = self.handle(CallbackRequested(call_id, number, queue, due_at, agent_id, caller))
+        return any(isinstance(a, CallbackState) for a in actions)
+
+    def call_back_voicemail(self, agent_id: str, voicemail_id: str) -> dict[str, Any]:
+        """The agent pressed "call back" on a voicemail: a callback offered to them alone."""
+        message = self.store.voicemail(voicemail_id)
+        if message is None:
+            return {"ok": False, "reason": "no such voicemail", "callback_id": None}
+        if self.outbound is None:
+            return {"ok": False, "reason": "no outbound trunk (sip_outbound) is configured", "callback_id": None}
+        number = str(message.get("caller") or "")
+        if not number.lstrip("+").isdigit():
+            return {"ok": False, "reason": "the caller left no number to call", "callback_id": None}
+        call_id = message["call_id"]
+        if call_id in self._callbacks:
+            return {"ok": False, "reason": "a callback for this call is already under way", "callback_id": call_id}
+        if not self.callback(call_id, number, message.get("queue") or "", caller=number, agent_id=agent_id):
+            return {"ok": False, "reason": "the ACD refused the callback", "callback_id": None}
+        self.store.event(call_id, "voicemail_callback", {"agent": agent_id, "voicemail": voicemail_id})
+        return {"ok": True, "reason": "", "callback_id": call_id}
+
+    def voicemail_left(self, queue: str, voicemail_id: str) -> None:
+        """Every desktop of an agent serving ``queue`` refreshes its voicemail list."""
+        now = self.clock()
+        for agent_id in self.desk.agents():
+            if queue in self.acd.agent(agent_id, now).queues:
+                self.desk.send(agent_id, {"type": "voicemail", "queue": queue, "id": voicemail_id})
+
+    def _callback_state(self, state: CallbackState) -> None:
+        """Kept for ``GET /api/callbacks``; requested/kept/failed go to the call's record (the KPIs)."""
+        first = state.call_id not in self._callbacks
+        now = self.clock()
+        if first:
+            self._requested_at[state.call_id] = now
+        requested_at = self._requested_at.get(state.call_id, now)
+        if state.state in ("failed", "done", "cancelled"):
+            self._callbacks.pop(state.call_id, None)
+            self._requested_at.pop(state.call_id, None)
+        else:
+            self._callbacks[state.call_id] = state
+        self.store.save_callback({"id": state.call_id, "call_id": state.call_id, "number": state.number,
+                                  "queue": state.queue, "state": state.state, "attempts": state.attempts,
+                                  "due_at": state.due_at, "agent": state.agent_id, "last_result": state.result,
+                                  "requested_at": requested_at, "updated_at": now})
+        if first:
+            self.store.event(state.call_id, "callback", {"result": "requested", "queue": state.queue})
+        elif state.state == "connected":
+            self.store.event(state.call_id, "callback", {"result": "kept", "agent": state.agent_id,
+                                                         "attempts": state.attempts})
+        elif state.state == "failed":
+            self.store.event(state.call_id, "callback", {"result": "failed", "reason": state.result,
+                                                         "attempts": state.attempts})
+            self.store.close_call(state.call_id, "ended", "callback_failed")
+
+    def _dial_customer(self, action: DialCallback, leg: Any, hang_up: Any) -> None:
+        task = asyncio.create_task(self._call_customer(action, leg, hang_up), name=f"callback-{action.call_id[:8]}")
+        self._dialling[action.call_id] = task
+        task.add_done_callback(lambda _t: self._dialling.pop(action.call_id, None))
+
+    async def _call_customer(self, action: DialCallback, agent_leg: Any, agent_hang_up: Any) -> None:
+        """The agent is on the line: call the customer; answered, the call's owner bridges
+        them; not reached, the agent is freed at once and the ACD plans the next attempt."""
+        call_id, agent_id = action.call_id, action.agent_id
+        self.desk.send(agent_id, {"type": "callback_dialing", "call_id": call_id, "number": action.number,
+                                  "attempt": action.attempt})
+        status, reason = 503, "failed"
+        try:
+            if self.outbound is None or self.service is None:
+                reason = "no_trunk"
+            else:
+                result = await self.outbound.call(action.number, [])
+                status, reason = result.status, result.reason or ("answered" if result.status < 300 else "failed")
+                if result.status < 300 and result.leg is not None:
+                    self.store.event(call_id, "callback_attempt", {"attempt": action.attempt, "agent": agent_id,
+                                                                   "status": status, "result": "answered"})
+                    if any(isinstance(a, Connect) for a in self.handle(CallbackAnswered(call_id))):
+                        leg = CallerLeg(result.leg, "sip", action.number, result.hang_up,
+                                        {"direction": "outbound", "callback": True})
+                        self.service.start_callback(call_id, leg, call_messages.Connect(agent_id, agent_leg,
+                                                                                         agent_hang_up))
+                        self.desk.send(agent_id, {"type": "connected", "call_id": call_id})
+                        return
+                    if result.hang_up is not None:
+                        await result.hang_up("callback_gone")
+                    reason = "gone"
+        except asyncio.CancelledError:
+            await agent_hang_up("shutdown")
+            raise
+        except Exception:
+            log.exception("callback %s: dialling failed", call_id)
+        self.store.event(call_id, "callback_attempt", {"attempt": action.attempt, "agent": agent_id,
+                                                       "status": status, "result": reason})
+        await agent_hang_up("callback_failed")
+        self.desk.send(agent_id, {"type": "call_ended", "call_id": call_id, "by": "callback_failed",
+                                  "reason": reason})
+        self.handle(CallbackFailed(call_id, reason, counts=reason != "cap"))
 
     def transcript(self, call: Call, turn: dict[str, Any]) -> None:
         if call.agent_id is not None:
@@ -119,7 +252,7 @@ class Switchboard:
     async def accept_in_browser(self, agent_id: str, call_id: str, sdp: str) -> str:
         """The agent pressed Accept: their browser's audio becomes the agent leg.  Returns the
         SDP answer; raises OfferGone when the call is no longer theirs to take."""
-        if (call_id, agent_id) not in self._offers or call_id not in self.calls:
+        if (call_id, agent_id) not in self._offers or (call_id not in self.calls and call_id not in self._callbacks):
             raise OfferGone(call_id)
         leg, answer = await WebRtcCallerLeg.answering(sdp)
         if not self._connect(call_id, agent_id, leg, _releaser(leg)):
@@ -175,8 +308,8 @@ class Switchboard:
     def pending_offer(self, agent_id: str) -> dict[str, Any] | None:
         """An offer still ringing for this agent (a desktop reconnecting mid-offer sees it again)."""
         for call_id, agent in self._offers:
-            if agent == agent_id and call_id in self.calls:
-                return self._offer_message(call_id, agent_id, self.calls[call_id].queue or "", 0.0)
+            if agent == agent_id and (call_id in self.calls or call_id in self._callbacks):
+                return self._offer_message(call_id, agent_id, self.acd.call_queue(call_id) or "", 0.0)
         return None
 
     # ------------------------------------------------------------------ carrying out
@@ -213,7 +346,15 @@ class Switchboard:
                 call.inbox.put_nowait(call_messages.AnnounceMsg(action.position, action.estimated_wait_s))
         elif isinstance(action, Exited):
             if call is not None:
-                call.inbox.put_nowait(call_messages.LeftQueue(action.reason))
+                call.inbox.put_nowait(call_messages.LeftQueue(action.reason, action.then))
+        elif isinstance(action, CallbackState):
+            self._callback_state(action)
+        elif isinstance(action, OfferCallback):
+            if call is not None and self.outbound is not None:
+                call.inbox.put_nowait(call_messages.CallbackWanted("overflow"))
+        elif isinstance(action, Resumed):
+            self.store.event(action.call_id, "queue_resumed", {"queue": action.queue, "previous_call": action.previous_call_id,
+                                                              "away_s": action.away_s})
         elif isinstance(action, Moved):
             if call is not None:
                 call.inbox.put_nowait(call_messages.MovedQueue(action.to_queue, action.reason))
@@ -230,6 +371,10 @@ class Switchboard:
                                                  "seconds": self._wrap_up_s(action.call_id)})
         elif isinstance(action, Released):
             self.calls.pop(action.call_id, None)
+            done = self._callbacks.get(action.call_id)
+            if done is not None:  # a bridged callback is over
+                self._callback_state(CallbackState(done.call_id, done.queue, done.number, "done", done.attempts, None,
+                                                   done.agent_id, "completed"))
 
     def _wrapped_up(self, call_id: str) -> None:
         """The agent's wrap-up is over: the call ends there, unless it went on (transferred)."""
@@ -252,7 +397,10 @@ class Switchboard:
         record = self.store.get_call(call_id) or {"id": call_id}
         context = context_json(build_context(record, self.clock()))
         phone = self.acd.agent(agent_id, self.clock()).phone is not None and self.dialer is not None
-        return desk_messages.offer(call_id, queue, ring_s, context, phone)
+        callback = self._callbacks.get(call_id)
+        if callback is None:
+            return desk_messages.offer(call_id, queue, ring_s, context, phone)
+        return desk_messages.offer(call_id, queue, ring_s, context, phone, "callback", callback.number)
 
     def _offer(self, offer: Offer) -> None:
         phone = self.acd.agent(offer.agent_id, self.clock()).phone
@@ -295,6 +443,10 @@ class Switchboard:
 
     def _connect(self, call_id: str, agent_id: str, leg: Any, hang_up: Any) -> bool:
         actions = self.handle(OfferAccepted(call_id, agent_id))
+        dial = next((a for a in actions if isinstance(a, DialCallback) and a.agent_id == agent_id), None)
+        if dial is not None:  # a callback: the agent is on the line; now the customer is called
+            self._dial_customer(dial, leg, hang_up)
+            return True
         if not any(isinstance(a, Connect) and a.agent_id == agent_id for a in actions):
             return False
         call = self.calls.get(call_id)

@@ -513,7 +513,7 @@ class Acd:
         c = self._callers.get(ev.call_id)
         if c is None or c.state == "connected":
             return []
-        return self._exit(c, now, "key", "EXITWITHKEY", (ev.key,))
+        return self._exit(c, now, "key", "EXITWITHKEY", (ev.key,), then=ev.then)
 
     def _transfer(self, ev: TransferCall, now: float) -> list[AcdAction]:
         """Blind transfer of a connected call: TRANSFER ends the stay, the agent wraps up, and

@@ -55,7 +55,7 @@ class DeskHub:
 def queue_json(snapshot: QueueSnapshot) -> dict[str, Any]:
     return {"name": snapshot.name,
             "waiting": [{"call_id": w.call_id, "wait_s": round(w.wait_s, 1), "priority": w.priority,
-                         "position": w.position, "state": w.state} for w in snapshot.waiting],
+                         "position": w.position, "state": w.state, "callback": w.callback} for w in snapshot.waiting],
             "longest_wait_s": round(snapshot.longest_wait_s, 1), "agents": dict(snapshot.agents),
             "connected": snapshot.connected,
             "estimated_wait_s": None if snapshot.estimated_wait_s is None else round(snapshot.estimated_wait_s)}
@@ -77,5 +77,11 @@ def hello(agent: AgentSnapshot, queues: list[QueueSnapshot], dispositions: list[
             "queues": [queue_json(q) for q in queues if q.name in agent.queues]}
 
 
-def offer(call_id: str, queue: str, ring_s: float, context: dict[str, Any], phone: bool) -> dict[str, Any]:
-    return {"type": "offer", "call_id": call_id, "queue": queue, "ring_s": ring_s, "context": context, "phone": phone}
+def offer(call_id: str, queue: str, ring_s: float, context: dict[str, Any], phone: bool, kind: str = "call",
+          number: str | None = None) -> dict[str, Any]:
+    """``kind`` "callback": the customer is not on the line; taking it makes voicebot call ``number``."""
+    message = {"type": "offer", "call_id": call_id, "queue": queue, "ring_s": ring_s, "context": context,
+               "phone": phone, "kind": kind}
+    if number is not None:
+        message["number"] = number
+    return message

@@ -137,6 +137,7 @@ class CallerKey:
 
     call_id: str
     key: str
+    then: str | None = None  # voicemail: the key asks for voicemail; None: back to the bot
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,10 @@ class Schedule:
     @classmethod
     def from_settings(cls, hours: HoursSettings) -> Schedule:
         """Parse the validated settings once, so each question is arithmetic on minutes."""
-        weekly = tuple(tuple(sorted(_parse_range(r) for r in hours.weekly.get(day, []))) for day in DAYS)
-        return cls(hours.timezone, weekly, frozenset(hours.holidays))
+        weekly: list[tuple[Range, ...]] = [()] * 7
+        for day, ranges in hours.weekly.items():
+            weekly[DAYS.index(day)] = tuple(sorted(map(_parse_range, ranges)))
+        return cls(hours.timezone, tuple(weekly), frozenset(hours.holidays))
 
     # -- when ----------------------------------------------------------------------------------
 
@@ -166,9 +168,9 @@ class Schedule:
             windows = [PARTS[part]]
         else:
             windows = [(0, 24 * 60)]
-        for first, last in windows:
+        for begin, finish in windows:
             for day in days:
-                start, end = self._epoch(day, first), self._epoch(day, last)
+                start, end = self._epoch(day, begin), self._epoch(day, finish)
                 if end <= t:
                     continue  # that day's slot is over: try the next candidate day
                 opening = self.next_opening(max(start, t))
@@ -293,14 +295,14 @@ def _hour(word: str) -> int | None:
 
 
 def _minutes(tokens: list[str], i: int) -> tuple[int, int]:
-    """Minutes as said after an hour or before "past"/"to" ("thirty", "forty five", "oh five", "15")
-    and how many tokens they took; (0, 0) when none."""
+    """Minutes as said after an hour or before "past"/"to" ("thirty", "forty five", "oh five",
+    "five", "15") and how many tokens they took; (0, 0) when none."""
     word = tokens[i] if i < len(tokens) else ""
     if word.isdigit() and int(word) < 60:
         return int(word), 1
     if word == "oh" and i + 1 < len(tokens) and tokens[i + 1] in ONES[1:10]:
         return ONES.index(tokens[i + 1]), 2
-    if word in ONES[10:]:
+    if word in ONES[1:]:
         return ONES.index(word), 1
     if word in TENS[2:]:
         ones = tokens[i + 1] if i + 1 < len(tokens) else ""
@@ -311,8 +313,9 @@ def _minutes(tokens: list[str], i: int) -> tuple[int, int]:
 
 def _find_clock(tokens: list[str]) -> tuple[int, int, str | None] | None:
     """The first clock time in the words, as (hour, minute, "am" | "pm" | "24h" | None): "at 3",
-    "three thirty pm", "half past two", "twenty to six", "15:30", "noon".  A bare number counts
-    only after "at"/"around"/... or before am/pm/o'clock: "call me in 5 minutes" names no time."""
+    "three thirty pm", "half past two", "half two", "twenty to six", "15:30", "noon".  A bare
+    number counts only after "at"/"around"/... or before am/pm/o'clock: "call me in 5 minutes"
+    names no time."""
     for i, word in enumerate(tokens):
         if word in ("noon", "midday"):
             return 12, 0, "24h"
@@ -321,10 +324,14 @@ def _find_clock(tokens: list[str]) -> tuple[int, int, str | None] | None:
         lead, used = (30, 1) if word == "half" else (15, 1) if word == "quarter" else _minutes(tokens, i)
         after = tokens[i + used:i + used + 2]
         hour: int | None
-        if used and len(after) == 2 and after[0] in ("past", "to") and (hour := _hour(after[1])) is not None:
+        ranged = i > 0 and tokens[i - 1] in ("from", "between")  # "from two to four" is no "two to four"
+        if used and not ranged and len(after) == 2 and after[0] in ("past", "to") \
+                and (hour := _hour(after[1])) is not None:
             if after[0] == "to":
                 hour, lead = (hour - 1) % 24 or 12, 60 - lead
             minute, used, cued = lead, used + 2, True
+        elif word == "half" and after and (hour := _hour(after[0])) is not None:  # British "half two"
+            minute, used, cued = 30, 2, True
         elif match := re.fullmatch(r"(\d{1,2})[:.](\d{2})", word):
             hour, minute, used, cued = int(match[1]), int(match[2]), 1, False
         elif (hour := _hour(word)) is not None:
