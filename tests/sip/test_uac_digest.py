@@ -233,6 +233,14 @@ def test_a_challenge_to_a_cancelled_invite_is_not_answered() -> None:
     assert sent(ack).method == "ACK" and inv.outcome is not None and inv.outcome.status == 401
 
 
+def test_a_challenge_to_an_abandoned_invite_is_not_answered() -> None:
+    inv = invite()
+    first = sent(inv.first())
+    inv.abandon()  # ring_s ran out before anything came back
+    [ack] = inv.receive(challenge(DigestAuthenticator("trunk.example", {USER: PASSWORD}), 407, first))
+    assert sent(ack).method == "ACK" and inv.outcome is not None and inv.outcome.status == 407 and inv.cseqs == [1]
+
+
 def test_the_password_stays_out_of_reprs() -> None:
     inv = invite()
     assert PASSWORD not in repr(inv.credentials) and PASSWORD not in repr(inv)

@@ -141,7 +141,8 @@ async def _ring(endpoint: Signalling, invite: OutboundInvite, address: Address, 
 
 def _abandon(endpoint: Signalling, invite: OutboundInvite, address: Address) -> None:
     """We gave up on this INVITE: CANCEL it once it rings, ACK whatever still arrives, and hang
-    up on a 200 (one that came just now, or late)."""
+    up on a 200 (one that came just now, or late); a challenge now is answered by no new INVITE."""
+    invite.abandon()
     hung_up = False
 
     def settle() -> None:

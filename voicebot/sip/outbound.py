@@ -85,11 +85,11 @@ class OutboundTrunk:
         caller_id = self.settings.caller_id
         from_uri = f"sip:{caller_id}@{public_host}" if caller_id else None
         identity = [("P-Asserted-Identity", str(NameAddr(caller_id, from_uri, {})))] if from_uri else []
+        ring_s = self.settings.ring_s if ring_s is None else ring_s
         self._dialling += 1
         try:
-            placed = await place(self.endpoint, uri, [*identity, *headers], self.settings.ring_s if ring_s is None else ring_s,
-                                 from_uri=from_uri, display=caller_id, credentials=self._credentials,
-                                 next_hop=self.settings.uri)
+            placed = await place(self.endpoint, uri, [*identity, *headers], ring_s, from_uri=from_uri,
+                                 display=caller_id, credentials=self._credentials, next_hop=self.settings.uri)
         except asyncio.CancelledError:
             log.info("SIP trunk: call to %s withdrawn", uri)
             raise

@@ -105,6 +105,7 @@ class OutboundInvite:
     _answered: dict[str, _Answered] = field(default_factory=dict, repr=False)  # realm → its challenge
     _earlier: dict[int, SipRequest] = field(default_factory=dict, repr=False)  # CSeq → an INVITE challenged
     _arm_at_tick: bool = field(default=False, repr=False)
+    _abandoned: bool = field(default=False, repr=False)
 
     @classmethod
     def create(cls, target: str, from_uri: str, contact: str, via_host: str, via_port: int, sdp: bytes,
@@ -212,6 +213,10 @@ class OutboundInvite:
     def cancelled(self) -> bool:
         return self._cancel_sent
 
+    def abandon(self) -> None:
+        """Its caller gave up on it: a challenge from now on is the outcome, not a new INVITE."""
+        self._abandoned = True
+
     def _arm(self, now: float | None) -> None:
         """Timers A and B for the INVITE in flight, from ``now`` (None: from the next tick)."""
         self._arm_at_tick = now is None
@@ -222,10 +227,10 @@ class OutboundInvite:
 
     def _answer(self, response: SipResponse) -> bool:
         """Make ``request`` the INVITE that answers this 401/407, if it is a challenge we may
-        answer: credentials given, the INVITE not cancelled, and only realms not answered before
+        answer: credentials given, the INVITE neither cancelled nor abandoned, and only realms not answered before
         (the first usable challenge of each, as RFC 8760 §2.4 says), MAX_REALMS in all.  A realm
         challenging again ends it, stale=true or not: we answer at once, so its nonce was fresh."""
-        if self.credentials is None or self._cancel_sent or response.status not in CHALLENGES:
+        if self.credentials is None or self._cancel_sent or self._abandoned or response.status not in CHALLENGES:
             return False
         challenge_header, header = CHALLENGES[response.status]
         new: dict[str, _Answered] = {}
