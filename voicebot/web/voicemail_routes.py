@@ -126,7 +126,8 @@ def voicemail_router(store: RecordStore, box: Callable[[], "VoicemailBox | None"
         switchboard = board()
         if switchboard is None:
             raise HTTPException(503, "the ACD is not running")
-        result = switchboard.call_back_voicemail(principal.id, row["id"])
+        # on the event loop, where the switchboard lives; a coroutine version is awaited
+        result: Any = switchboard.call_back_voicemail(principal.id, row["id"])
         if inspect.isawaitable(result):
             result = await result
         if not result.get("ok"):

@@ -4,6 +4,9 @@
  * not signed in and 4403 when the user is not an agent), on top of voicebot/handoff/desk.py;
  * sign-in and sign-out through signin.js.
  *
+ * Voicemail comes over HTTP (voicebot/web/voicemail_routes.py): the list every VM_REFRESH_MS
+ * and whenever the desk says {"type": "voicemail"}; "Mark handled" and "Call back" are POSTs.
+ *
  * Plain browser JavaScript: no build step, no dependencies, works offline. Everything the
  * server sends reaches the page through textContent, never innerHTML. All page state lives
  * in the one `state` object below; nothing is global.
@@ -35,6 +38,10 @@
   const PENDING_MS = 5000; // hold, mute and hang-up get no reply when they did nothing
   const DTMF_RE = /\[DTMF ([0-9A-D*#]+)\]/gi;
   const BASE_TITLE = document.title;
+  // an offer's kind (desk protocol: "call" when missing); anything else is some callback
+  const KIND_LABELS = { callback: "Callback", voicemail_callback: "Voicemail callback" };
+  const VM_REFRESH_MS = 10000;
+  const VM_HANDLED_SHOWN = 20; // recently handled voicemails kept under the unhandled ones
 
   // ------------------------------------------------------------------ the one state object
 
@@ -56,8 +63,9 @@
     wsLastMessageAt: 0,
     wsSawQueues: false,
     wsWanted: false, // false after sign-out, 4401 or 4403: no reconnecting
-    offer: null, // {callId, ctx, ringS, at, phone, queue, accepting}
-    call: null, // {callId, ctx, queue, connectedAt, held, heldAt, muted, ended, by, endedAt, dtmf, transferring}
+    offer: null, // {callId, ctx, ringS, at, phone, queue, kind, number, accepting}
+    // {callId, ctx, queue, kind, number, connectedAt, held, heldAt, muted, ended, by, endedAt, dtmf, transferring}
+    call: null,
     wrapUp: null, // {callId, call, deadline, submitted}
     rtc: null, // {pc, mic, callId}
     audio: null, // AudioContext, made on the first user gesture
@@ -65,6 +73,11 @@
     selectKeyAt: 0,
     selectTimer: null,
     toastTimer: null,
+    vmItems: new Map(), // voicemail id → its list item's elements and last data
+    vmKnown: null, // ids of the unhandled voicemails last shown (null before the first load)
+    vmLoading: false,
+    vmAgain: false, // a refresh was asked for while one was running
+    vmBusy: new Set(), // ids with a POST in flight
   };
 
   // ------------------------------------------------------------------ small helpers
@@ -141,6 +154,23 @@
     return ctx.caller_number || ctx.caller_name || "Unknown caller";
   }
 
+  function kindLabel(kind) {
+    return kind && kind !== "call" ? KIND_LABELS[kind] || "Callback" : "";
+  }
+
+  /** Who an offer or call is with: the number voicebot dials for a callback, else the caller. */
+  function partyLine(item) {
+    return item.number && kindLabel(item.kind) ? item.number : callerLine(item.ctx);
+  }
+
+  function fmtWhen(epochSeconds) {
+    if (typeof epochSeconds !== "number" || !isFinite(epochSeconds)) return "";
+    const date = new Date(epochSeconds * 1000);
+    const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    if (date.toDateString() === new Date().toDateString()) return time;
+    return `${date.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short" })} ${time}`;
+  }
+
   function callerMeta(ctx) {
     const parts = [];
     if (ctx.caller_name && ctx.caller_number) parts.push(ctx.caller_name);
@@ -165,6 +195,7 @@
     state.wsWanted = true;
     connect();
     updateSoundButton();
+    refreshVoicemails();
   }
 
   async function signOut() {
@@ -184,6 +215,11 @@
     state.queueCards.clear();
     $("queues").replaceChildren(el("p", "muted", "No queue data yet."));
     notice("");
+    state.vmItems.clear();
+    state.vmKnown = null;
+    $("voicemails").replaceChildren(el("li", "vm-empty muted", "Loading voicemail…"));
+    renderVoicemailCount(0);
+    setText("vm-status", "");
   }
 
   // ------------------------------------------------------------------ WebSocket
@@ -322,8 +358,13 @@
     if (m.context && state.call && state.call.callId === m.call_id) {
       state.call.ctx = m.context;
       state.call.queue = m.context.queue || state.call.queue;
+      if (m.kind) state.call.kind = String(m.kind);
+      if (m.number) state.call.number = String(m.number);
+      renderKind("call-kind", state.call);
+      setText("call-caller", partyLine(state.call));
       renderCall();
     }
+    refreshVoicemails(); // news sent while the socket was down
   }
 
   function onStateMessage(m) {
@@ -342,12 +383,15 @@
     state.offer = {
       callId: m.call_id, ctx, queue: m.queue || ctx.queue || "", ringS: Number(m.ring_s) || 0,
       at: now(), phone: Boolean(m.phone), accepting: false,
+      kind: typeof m.kind === "string" && m.kind ? m.kind : "call", number: m.number ? String(m.number) : "",
     };
     notice("");
     renderOffer();
     renderView();
     startRing();
-    announce(`Incoming call from ${callerLine(ctx)}, queue ${state.offer.queue}. ${ctx.summary || ""}`);
+    const label = kindLabel(state.offer.kind);
+    announce(label ? `${label} to ${partyLine(state.offer)}, queue ${state.offer.queue}. ${ctx.summary || ""}`
+      : `Incoming call from ${callerLine(ctx)}, queue ${state.offer.queue}. ${ctx.summary || ""}`);
     $(state.offer.phone ? "reject" : "accept").focus();
   }
 
@@ -373,7 +417,7 @@
     call.connectedAt = now();
     renderCall();
     renderView();
-    announce(`Connected to ${callerLine(call.ctx)}.`);
+    announce(`Connected to ${partyLine(call)}.`);
     $("call-title").focus();
   }
 
@@ -443,7 +487,7 @@
   const HANDLERS = {
     hello: onHello, state: onStateMessage, queues: onQueues, offer: onOffer, offer_cancelled: onOfferCancelled,
     answer: onAnswer, connected: onConnected, transcript: onTranscript, held: onHeld, muted: onMuted,
-    call_ended: onCallEnded, wrap_up: onWrapUp, error: onError,
+    call_ended: onCallEnded, wrap_up: onWrapUp, error: onError, voicemail: refreshVoicemails,
   };
 
   // ------------------------------------------------------------------ agent state
@@ -465,10 +509,11 @@
     renderAgent();
     renderStateSelect();
     renderView();
+    renderVoicemailButtons();
   }
 
   function noticeCallOver(call) {
-    notice(`Call with ${callerLine(call.ctx)} ended${call.by ? ` – ${ENDED_BY[call.by] || call.by}` : ""}.`);
+    notice(`Call with ${partyLine(call)} ended${call.by ? ` – ${ENDED_BY[call.by] || call.by}` : ""}.`);
   }
 
   function commitStateSelect() {
@@ -507,6 +552,7 @@
     if (state.rtc && state.rtc.callId !== callId) closeMedia();
     state.call = {
       callId, ctx: offer ? offer.ctx : { call_id: callId }, queue: offer ? offer.queue : "",
+      kind: offer ? offer.kind : "call", number: offer ? offer.number : "",
       connectedAt: now(), held: false, heldAt: 0, muted: false, ended: false, by: null, endedAt: 0,
       dtmf: "", pending: null, transferring: false, phone: offer ? offer.phone : false,
     };
@@ -972,8 +1018,15 @@
   function renderOffer() {
     const offer = state.offer;
     const ctx = offer.ctx;
+    const label = kindLabel(offer.kind);
     setText("offer-queue-name", offer.queue || "—");
-    setText("offer-caller", callerLine(ctx));
+    setText("offer-title-text", label || "Incoming call");
+    renderKind("offer-kind", offer);
+    $("offer").dataset.kind = offer.kind;
+    setText("offer-kind-note", label ? `voicebot dials ${partyLine(offer)} when you take it, and puts you through`
+      + " when they answer." : "");
+    show("offer-kind-note", Boolean(label));
+    setText("offer-caller", partyLine(offer));
     setText("offer-caller-meta", callerMeta(ctx));
     setText("offer-queue", offer.queue || "—");
     setText("offer-reason", ctx.reason || "—");
@@ -1016,7 +1069,9 @@
     const call = state.call;
     const ctx = call.ctx;
     setText("call-queue", call.queue || ctx.queue || "—");
-    setText("call-caller", callerLine(ctx));
+    renderKind("call-kind", call);
+    $("call").dataset.kind = call.kind || "call";
+    setText("call-caller", partyLine(call));
     setText("call-caller-meta", callerMeta(ctx));
     setText("call-summary", ctx.summary || "No summary.");
     setText("call-intent", intentLine(ctx));
@@ -1092,7 +1147,7 @@
     const wrap = state.wrapUp;
     if (!wrap) return;
     const call = wrap.call;
-    const parts = [`Call with ${callerLine(call.ctx)}`];
+    const parts = [`${kindLabel(call.kind) || "Call"} with ${partyLine(call)}`];
     if (call.connectedAt) parts.push(`talk time ${fmtDuration(((call.endedAt || now()) - call.connectedAt) / 1000)}`);
     if (call.by) parts.push(ENDED_BY[call.by] || call.by);
     setText("wrap-up-call", parts.join(" · "));
@@ -1174,6 +1229,205 @@
     table.replaceChildren(body);
   }
 
+  function renderKind(id, item) {
+    const label = kindLabel(item.kind);
+    const node = $(id);
+    node.dataset.kind = item.kind || "call";
+    setText(id, label);
+    show(id, Boolean(label));
+  }
+
+  // ------------------------------------------------------------------ voicemail
+
+  /** Loads the voicemails of the agent's queues; one request at a time, a request made
+   *  meanwhile runs once after it. */
+  function refreshVoicemails() {
+    if (!state.wsWanted) return;
+    if (state.vmLoading) {
+      state.vmAgain = true;
+      return;
+    }
+    state.vmLoading = true;
+    fetch("/api/voicemails?limit=200", { headers: { Accept: "application/json" }, cache: "no-store" })
+      .then(async (response) => {
+        if (!response.ok) throw new Error(await errorText(response));
+        return response.json();
+      })
+      .then((list) => {
+        if (!state.wsWanted) return;
+        renderVoicemails(Array.isArray(list) ? list : []);
+        setText("vm-status", "");
+      })
+      .catch((err) => {
+        if (state.wsWanted) setText("vm-status", `Could not load voicemail (${err.message}); retrying.`);
+      })
+      .finally(() => {
+        state.vmLoading = false;
+        if (state.vmAgain) {
+          state.vmAgain = false;
+          refreshVoicemails();
+        }
+      });
+  }
+
+  async function errorText(response) {
+    try {
+      const body = await response.json();
+      if (typeof body.detail === "string") return body.detail;
+    } catch (err) { /* not JSON */ }
+    return `the server answered ${response.status}`;
+  }
+
+  /** Unhandled first (newest first), then the most recently handled. Items are kept and
+   *  updated in place, so a message being played keeps playing through a refresh. */
+  function renderVoicemails(list) {
+    const valid = list.filter((v) => v && v.id !== undefined && v.id !== null);
+    const unhandled = valid.filter((v) => !v.handled).sort((a, b) => (Number(b.at) || 0) - (Number(a.at) || 0));
+    const handled = valid.filter((v) => v.handled)
+      .sort((a, b) => (Number(b.handled_at) || 0) - (Number(a.handled_at) || 0)).slice(0, VM_HANDLED_SHOWN);
+    if (state.vmKnown) {
+      const fresh = unhandled.filter((v) => !state.vmKnown.has(String(v.id)));
+      if (fresh.length === 1) announce(`New voicemail from ${fresh[0].caller || "an unknown caller"}.`);
+      else if (fresh.length > 1) announce(`${fresh.length} new voicemails.`);
+    }
+    state.vmKnown = new Set(unhandled.map((v) => String(v.id)));
+    const seen = new Set();
+    const nodes = unhandled.concat(handled).map((v) => {
+      const id = String(v.id);
+      seen.add(id);
+      const item = state.vmItems.get(id) || makeVoicemail(id);
+      updateVoicemail(item, v);
+      return item.root;
+    });
+    for (const id of [...state.vmItems.keys()]) if (!seen.has(id)) state.vmItems.delete(id);
+    const root = $("voicemails");
+    if (!nodes.length) {
+      root.replaceChildren(el("li", "vm-empty muted", "No voicemail for your queues."));
+    } else {
+      const same = nodes.length === root.children.length && nodes.every((n, i) => root.children[i] === n);
+      if (!same) root.replaceChildren(...nodes);
+    }
+    renderVoicemailCount(unhandled.length);
+    renderVoicemailButtons();
+  }
+
+  function makeVoicemail(id) {
+    const root = el("li", "voicemail");
+    root.dataset.id = id;
+    const head = el("div", "vm-row");
+    const caller = el("span", "vm-caller");
+    const time = el("time", "vm-time");
+    const queue = el("span", "vm-queue");
+    const length = el("span", "vm-length");
+    const meta = el("span", "vm-meta muted");
+    meta.append(time, " · ", queue, " · ", length);
+    const handledBy = el("span", "vm-handled-by");
+    head.append(caller, meta, handledBy);
+    const transcript = el("p", "vm-transcript");
+    const audio = document.createElement("audio");
+    audio.className = "vm-audio";
+    audio.controls = true;
+    audio.preload = "none";
+    audio.src = `/api/voicemails/${encodeURIComponent(id)}/audio`;
+    const actions = el("div", "vm-actions");
+    const handled = el("button", "btn btn-small vm-handled", "Mark handled");
+    handled.type = "button";
+    const callback = el("button", "btn btn-small btn-primary vm-callback", "Call back");
+    callback.type = "button";
+    actions.append(handled, callback);
+    root.append(head, transcript, audio, actions);
+    const item = { root, caller, time, queue, length, handledBy, transcript, audio, handled, callback, data: null };
+    state.vmItems.set(id, item);
+    return item;
+  }
+
+  function updateVoicemail(item, v) {
+    item.data = v;
+    const caller = String(v.caller || "Unknown caller");
+    const put = (node, text) => { if (node.textContent !== text) node.textContent = text; };
+    put(item.caller, caller);
+    put(item.time, fmtWhen(v.at));
+    if (typeof v.at === "number") item.time.dateTime = new Date(v.at * 1000).toISOString();
+    put(item.queue, String(v.queue || "—"));
+    put(item.length, fmtDuration(Math.round(Number(v.duration_s) || 0)));
+    const transcript = String(v.transcript || "").trim();
+    put(item.transcript, transcript || "No transcript.");
+    item.transcript.classList.toggle("muted", !transcript);
+    const by = v.handled_by ? ` by ${v.handled_by}` : "";
+    put(item.handledBy, v.handled ? `Handled${by}${v.handled_at ? ` ${fmtWhen(v.handled_at)}` : ""}` : "");
+    item.root.dataset.handled = String(Boolean(v.handled));
+    item.root.dataset.queue = String(v.queue || "");
+    item.root.setAttribute("aria-label", `Voicemail from ${caller}, ${fmtWhen(v.at)}`);
+    item.audio.setAttribute("aria-label", `Play the voicemail from ${caller}`);
+    put(item.handled, v.handled ? "Handled" : "Mark handled");
+  }
+
+  function renderVoicemailButtons() {
+    const busy = BUSY_STATES.has(state.agentState);
+    for (const [id, item] of state.vmItems) {
+      const pending = state.vmBusy.has(id);
+      item.handled.disabled = pending || Boolean(item.data && item.data.handled);
+      item.callback.disabled = pending || busy;
+      item.callback.title = busy ? "Finish your call first" : `Call ${item.caller.textContent} now and talk to them`;
+      item.root.setAttribute("aria-busy", String(pending));
+    }
+  }
+
+  function renderVoicemailCount(count) {
+    const badge = $("vm-count");
+    badge.dataset.count = String(count);
+    setText("vm-count", String(count));
+    badge.setAttribute("aria-label", `${count} not handled`);
+  }
+
+  function onVoicemailClick(event) {
+    const button = event.target.closest("button.vm-handled, button.vm-callback");
+    const item = button && button.closest(".voicemail[data-id]");
+    if (!item || button.disabled) return;
+    if (button.classList.contains("vm-handled")) markVoicemailHandled(item.dataset.id);
+    else callBackVoicemail(item.dataset.id);
+  }
+
+  async function postVoicemail(id, action) {
+    state.vmBusy.add(id);
+    renderVoicemailButtons();
+    try {
+      const response = await fetch(`/api/voicemails/${encodeURIComponent(id)}/${action}`, {
+        method: "POST", headers: { Accept: "application/json" },
+      });
+      if (!response.ok) throw new Error(await errorText(response));
+      return await response.json();
+    } finally {
+      state.vmBusy.delete(id);
+      renderVoicemailButtons();
+    }
+  }
+
+  async function markVoicemailHandled(id) {
+    try {
+      const v = await postVoicemail(id, "handled");
+      const item = state.vmItems.get(id);
+      if (item) updateVoicemail(item, v);
+      announce("Voicemail marked handled.");
+    } catch (err) {
+      toast(`The voicemail was not marked handled: ${err.message}`);
+    }
+    refreshVoicemails();
+  }
+
+  async function callBackVoicemail(id) {
+    const item = state.vmItems.get(id);
+    const who = (item && item.data && item.data.caller) || "the caller";
+    unlockAudio(); // inside the click: the ringer and the call's audio may play
+    try {
+      await postVoicemail(id, "callback");
+      notice(`Calling ${who} back: you are put through when they answer.`);
+      announce(`Calling ${who} back.`);
+    } catch (err) {
+      toast(`Could not call ${who} back: ${err.message}`);
+    }
+  }
+
   // ------------------------------------------------------------------ clocks
 
   function tick() {
@@ -1192,7 +1446,8 @@
     setText("offer-countdown", String(Math.ceil(left)));
     $("offer-ringbar").style.width = offer.ringS ? `${(100 * left) / offer.ringS}%` : "0%";
     setText("offer-queue-time", fmtDuration((Number(offer.ctx.time_in_queue_s) || 0) + elapsed));
-    document.title = Math.floor(elapsed) % 2 ? BASE_TITLE : `☎ Incoming call – ${callerLine(offer.ctx)}`;
+    const what = kindLabel(offer.kind) || "Incoming call";
+    document.title = Math.floor(elapsed) % 2 ? BASE_TITLE : `☎ ${what} – ${partyLine(offer)}`;
   }
 
   function tickCall() {
@@ -1264,6 +1519,7 @@
     $("wrap-up-form").addEventListener("submit", submitWrapUp);
     $("disposition").addEventListener("change", () => show("wrap-up-error", false));
     $("notes").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) submitWrapUp(e); });
+    $("voicemails").addEventListener("click", onVoicemailClick);
     document.addEventListener("keydown", onShortcut);
     document.addEventListener("pointerdown", unlockAudio, { capture: true, passive: true });
     document.addEventListener("keydown", unlockAudio, { capture: true, passive: true });
@@ -1274,6 +1530,7 @@
       }
     });
     setInterval(tick, TICK_MS);
+    setInterval(refreshVoicemails, VM_REFRESH_MS);
   }
 
   function boot() {
