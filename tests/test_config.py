@@ -76,3 +76,34 @@ def test_the_sample_contact_centre_is_the_default(tmp_path, monkeypatch) -> None
     settings = load_settings()
     assert set(settings.queues) == {"general", "cards", "payments", "disputes"}
     assert [a.id for a in settings.agents] == ["alice", "bob"] and settings.users[0].role == "supervisor"
+
+
+def test_issue_11_settings_are_checked_with_every_problem_named() -> None:
+    import pytest
+
+    from voicebot.config import Settings
+
+    trunk = {"uri": "sip:carrier.example.net:5060", "username": "bank", "password": "s3cret", "caller_id": "+15550100"}
+    settings = Settings.model_validate({
+        "sip_outbound": trunk,
+        "queues": {"general": {"hours": {"timezone": "Europe/Paris", "weekly": {"mon": ["08:00-12:30", "13:30-18:00"],
+                                                                                "sat": ["22:00-02:00"]},
+                                         "holidays": ["2026-12-25"]},
+                               "when_closed": "callback", "callback_key": "1", "voicemail_key": "2",
+                               "overflow_to": "voicemail", "overflow_after_s": 120},
+                   "cards": {"overflow_queue": "general", "overflow_after_s": 60}}})
+    assert settings.queues["cards"].overflow_to == "general"  # the older name still works
+    assert str(settings.queues["general"].hours.holidays[0]) == "2026-12-25"  # type: ignore[union-attr]
+    cases = [
+        ({"queues": {"q": {"hours": {"timezone": "Mars/Olympus"}}}}, "unknown timezone 'Mars/Olympus'"),
+        ({"queues": {"q": {"hours": {"weekly": {"mon": ["8-17"]}}}}}, "not a range like 08:00-17:30"),
+        ({"queues": {"q": {"hours": {"weekly": {"funday": ["08:00-17:00"]}}}}}, "funday"),
+        ({"queues": {"q": {"when_closed": "nigth"}, "night": {}}}, "did you mean 'night'"),
+        ({"queues": {"q": {"overflow_to": "voicmail"}}}, "no queue 'voicmail'"),
+        ({"queues": {"q": {"callback_key": "1"}}}, "callbacks need sip_outbound"),
+        ({"queues": {"q": {"exit_key": "*", "voicemail_key": "*"}}}, "must differ"),
+        ({"sip_outbound": {"uri": "carrier.example.net"}}, "sip_outbound.uri"),
+    ]
+    for data, problem in cases:
+        with pytest.raises(ValueError, match=problem.replace("(", r"\(")):
+            Settings.model_validate(data)
