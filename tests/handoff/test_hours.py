@@ -280,3 +280,17 @@ def test_slot_closed_or_not_understood_is_none() -> None:
     assert s.slot("I don't know", WEDNESDAY_10AM) is None
     assert s.slot("in 5 minutes", WEDNESDAY_10AM) is None
     assert s.slot("", WEDNESDAY_10AM) is None
+
+
+def test_a_moment_is_said_in_the_queues_own_zone() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from voicebot.config import HoursSettings
+    from voicebot.handoff.hours import Schedule
+
+    tokyo = Schedule.from_settings(HoursSettings(timezone="Asia/Tokyo", weekly={"mon": ["08:00-18:00"]}))
+    now = datetime(2026, 11, 30, 20, 0, tzinfo=ZoneInfo("Asia/Tokyo")).timestamp()  # Monday evening there
+    at = datetime(2026, 12, 1, 9, 30, tzinfo=ZoneInfo("Asia/Tokyo")).timestamp()
+    assert tokyo.say_time(at, now) == "tomorrow at half past nine"  # 00:30 UTC: "today" in London
+    assert tokyo.say_next_opening(now) == "we open on Monday the seventh of December at eight"

@@ -101,17 +101,22 @@ class Schedule:
             return ""
         if opening == t:
             return "we're open now"
-        now, at = self._local(t), self._local(opening)
-        days = (at.date() - now.date()).days
-        if days == 0:
+        return f"we open {self.say_time(opening, t)}"
+
+    def say_time(self, at: float, now: float) -> str:
+        """A moment as the caller hears it, in the queue's own zone: "tomorrow at eight", "on
+        Monday at half past nine" (the read-back of a callback slot, the next opening)."""
+        today, local = self._local(now), self._local(at)
+        days = (local.date() - today.date()).days
+        if days <= 0:
             when = "today"
         elif days == 1:
             when = "tomorrow"
         elif days < 7:
-            when = f"on {DAY_NAMES[at.weekday()]}"
+            when = f"on {DAY_NAMES[local.weekday()]}"
         else:  # a bare weekday would mean the coming one
-            when = f"on {DAY_NAMES[at.weekday()]} the {ordinal(at.day)} of {MONTHS[at.month - 1]}"
-        return f"we open {when} at {say_time(at.hour * 60 + at.minute)}"
+            when = f"on {DAY_NAMES[local.weekday()]} the {ordinal(local.day)} of {MONTHS[local.month - 1]}"
+        return f"{when} at {say_time(local.hour * 60 + local.minute)}"
 
     def say_hours(self) -> str:
         """The weekly schedule in one sentence, days with the same ranges grouped; "" when never
