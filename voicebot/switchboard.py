@@ -90,6 +90,7 @@ class Switchboard:
                 if now - last_queues >= QUEUES_EVERY_S:
                     last_queues = now
                     self._push_queues(now)
+                    self._route_voicemails(now)
             except Exception:  # the ACD must keep ticking whatever one call did
                 log.exception("ACD tick failed")
 
@@ -159,6 +160,20 @@ class Switchboard:
             return {"ok": False, "reason": "the ACD refused the callback", "callback_id": None}
         self.store.event(call_id, "voicemail_callback", {"agent": agent_id, "voicemail": voicemail_id})
         return {"ok": True, "reason": "", "callback_id": call_id}
+
+    def _route_voicemails(self, now: float) -> None:
+        """Voicemails are work for agents after live calls: a ready agent whose queues have
+        nobody waiting (callers or callbacks) is given the oldest unhandled message of those
+        queues, one at a time, until they mark it handled."""
+        for agent_id in self.desk.agents():
+            agent = self.acd.agent(agent_id, now)
+            if agent.state != "ready" or any(self.acd.queue(q, now).waiting for q in agent.queues):
+                continue
+            message = self.store.assign_voicemail(agent_id, list(agent.queues))
+            if message is not None:
+                self.store.event(message["call_id"], "voicemail_assigned", {"agent": agent_id, "voicemail": message["id"]})
+                self.desk.send(agent_id, {"type": "voicemail", "queue": message["queue"], "id": message["id"],
+                                          "assigned": True})
 
     def voicemail_left(self, queue: str, voicemail_id: str) -> None:
         """Every desktop of an agent serving ``queue`` refreshes its voicemail list."""

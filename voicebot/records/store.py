@@ -105,7 +105,9 @@ CREATE TABLE IF NOT EXISTS voicemails (
     transcript TEXT NOT NULL DEFAULT '',
     handled INTEGER NOT NULL DEFAULT 0,
     handled_by TEXT,
-    handled_at REAL
+    handled_at REAL,
+    assigned_to TEXT,
+    assigned_at REAL
 );
 CREATE TABLE IF NOT EXISTS callbacks (
     id TEXT PRIMARY KEY,
@@ -137,6 +139,7 @@ UPGRADES = {
     "calls": (("agent", "TEXT"), ("queue", "TEXT"), ("disposition", "TEXT"), ("notes", "TEXT"),
               ("caller_name", "TEXT")),
     "turns": (("agent", "TEXT"),),
+    "voicemails": (("assigned_to", "TEXT"), ("assigned_at", "REAL")),
 }
 # Indexes on upgraded columns: created after the upgrade.
 LATE_INDEXES = "CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent, started_at);"
@@ -395,6 +398,31 @@ class RecordStore:
             return cursor.rowcount == 1
 
         return bool(self._writer.call(mark))
+
+    def assign_voicemail(self, agent: str, queues: Collection[str]) -> dict[str, Any] | None:
+        """Give ``agent`` the oldest unhandled voicemail of ``queues`` nobody has, as a work
+        item; None when they already have one or none is left.  In the writer, so two agents
+        coming free at once never get the same message."""
+        queues = list(queues)
+        if not queues:
+            return None
+        at = self.clock()
+        marks = ",".join("?" * len(queues))
+
+        def assign(db: sqlite3.Connection) -> str | None:
+            mine = db.execute("SELECT 1 FROM voicemails WHERE assigned_to = ? AND handled = 0 LIMIT 1",
+                              (agent,)).fetchone()
+            if mine is not None:
+                return None
+            row = db.execute(f"SELECT id FROM voicemails WHERE handled = 0 AND assigned_to IS NULL AND queue IN"
+                             f" ({marks}) ORDER BY at, rowid LIMIT 1", queues).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE voicemails SET assigned_to = ?, assigned_at = ? WHERE id = ?", (agent, at, row["id"]))
+            return str(row["id"])
+
+        voicemail_id = self._writer.call(assign)
+        return self.voicemail(voicemail_id) if voicemail_id else None
 
     def save_callback(self, row: dict[str, Any]) -> None:
         """Insert or update the callback ``row["id"]``: an update writes only the fields the row

@@ -1278,11 +1278,18 @@
     return `the server answered ${response.status}`;
   }
 
-  /** Unhandled first (newest first), then the most recently handled. Items are kept and
+  function myId() {
+    return state.agent ? String(state.agent.id) : null;
+  }
+
+  /** The one assigned to this agent first (voicemail is routed as work after live calls),
+   *  then unhandled (newest first), then the most recently handled. Items are kept and
    *  updated in place, so a message being played keeps playing through a refresh. */
   function renderVoicemails(list) {
     const valid = list.filter((v) => v && v.id !== undefined && v.id !== null);
-    const unhandled = valid.filter((v) => !v.handled).sort((a, b) => (Number(b.at) || 0) - (Number(a.at) || 0));
+    const mine = (v) => (v.assigned_to && v.assigned_to === myId() ? 1 : 0);
+    const unhandled = valid.filter((v) => !v.handled)
+      .sort((a, b) => mine(b) - mine(a) || (Number(b.at) || 0) - (Number(a.at) || 0));
     const handled = valid.filter((v) => v.handled)
       .sort((a, b) => (Number(b.handled_at) || 0) - (Number(a.handled_at) || 0)).slice(0, VM_HANDLED_SHOWN);
     if (state.vmKnown) {
@@ -1354,8 +1361,11 @@
     put(item.transcript, transcript || "No transcript.");
     item.transcript.classList.toggle("muted", !transcript);
     const by = v.handled_by ? ` by ${v.handled_by}` : "";
-    put(item.handledBy, v.handled ? `Handled${by}${v.handled_at ? ` ${fmtWhen(v.handled_at)}` : ""}` : "");
+    const assigned = !v.handled && v.assigned_to
+      ? (v.assigned_to === myId() ? "Assigned to you" : `With ${v.assigned_to}`) : "";
+    put(item.handledBy, v.handled ? `Handled${by}${v.handled_at ? ` ${fmtWhen(v.handled_at)}` : ""}` : assigned);
     item.root.dataset.handled = String(Boolean(v.handled));
+    item.root.dataset.assigned = !v.handled && v.assigned_to === myId() ? "me" : v.assigned_to ? "other" : "";
     item.root.dataset.queue = String(v.queue || "");
     item.root.setAttribute("aria-label", `Voicemail from ${caller}, ${fmtWhen(v.at)}`);
     item.audio.setAttribute("aria-label", `Play the voicemail from ${caller}`);
