@@ -41,7 +41,7 @@ def test_voicemail_rows_filters_and_the_call_record() -> None:
     assert store.voicemail(first) == {
         "id": first, "call_id": call, "queue": "general", "caller": "+15550001", "at": 1010.0, "duration_s": 12.5,
         "audio_path": "/vm/a.wav", "transcript": "please call me back", "handled": False, "handled_by": None,
-        "handled_at": None}
+        "handled_at": None, "assigned_to": None, "assigned_at": None}
     assert store.voicemail("nope") is None
     assert [v["id"] for v in store.voicemails()] == [third, second, first]  # newest first
     assert [v["id"] for v in store.voicemails(queues=["general"])] == [third, first]
