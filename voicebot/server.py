@@ -188,6 +188,8 @@ def serve(settings: Settings) -> int:
                             max_voicemail_s={name: q.max_voicemail_s for name, q in settings.queues.items()})
         board.service = calls
         calls.switchboard = board
+        if restored := board.restore_callbacks():
+            print(f"  restored {restored} callback(s) promised before the restart", flush=True)
         app.state.switchboard = board
         board.start()
         base = public_url

@@ -143,6 +143,28 @@ class Switchboard:
         actions = self.handle(CallbackRequested(call_id, number, queue, due_at, agent_id, caller))
         return any(isinstance(a, CallbackState) for a in actions)
 
+    def restore_callbacks(self) -> int:
+        """Callbacks promised before a restart are promised still: each open one goes back to
+        its queue, keeping its request time (so its place among the restored) and its attempts;
+        one that was being bridged when the server stopped is recorded as cancelled."""
+        restored = 0
+        for row in self.store.callbacks(states=("waiting", "scheduled", "offered", "dialing", "connected"), limit=100_000):
+            call_id = row["call_id"]
+            record = self.store.get_call(call_id) or {}
+            if row["state"] == "connected" or record.get("state") != "callback":
+                self.store.save_callback({"id": row["id"], "state": "cancelled", "last_result": "server_stopped",
+                                          "updated_at": self.clock()})
+                continue
+            self._requested_at[call_id] = row.get("requested_at") or self.clock()
+            self._callbacks[call_id] = CallbackState(call_id, row["queue"] or "", row["number"], "waiting",
+                                                     row.get("attempts") or 0, row.get("due_at"))
+            self.handle(CallbackRequested(call_id, row["number"], row["queue"] or "", row.get("due_at"),
+                                          caller=row["number"], since=row.get("requested_at") or self.clock(),
+                                          attempts=row.get("attempts") or 0))
+            self.store.event(call_id, "callback_restored", {"queue": row["queue"], "attempts": row.get("attempts")})
+            restored += 1
+        return restored
+
     def call_back_voicemail(self, agent_id: str, voicemail_id: str) -> dict[str, Any]:
         """The agent pressed "call back" on a voicemail: a callback offered to them alone."""
         message = self.store.voicemail(voicemail_id)

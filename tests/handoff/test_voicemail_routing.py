@@ -67,3 +67,4 @@ def test_a_ready_agent_with_nobody_waiting_is_given_a_voicemail(tmp_path: Path) 
     assert vm is not None and vm["assigned_to"] == "alice"
     record = store.get_call(vm["call_id"])
     assert record is not None and any(e["kind"] == "voicemail_assigned" for e in record["events"])
+

@@ -635,14 +635,19 @@ class Acd:
             if ev.queue is None:
                 return []
             c = _Caller(ev.call_id, ev.queue, ev.priority, (), ev.caller)
-            out += self._join(c, ev.queue, now)  # a callback waits for the hours: no door to refuse it
+            joined = self._join(c, ev.queue, now)  # a callback waits for the hours: no door to refuse it
+            if ev.since is not None:  # restored: the stay the log has open goes on
+                c.joined_at, joined = ev.since, []
+            out += joined
             c.pinned = ev.agent_id
         for agent_id in list(c.offers):
             out += self._end_offer(c, agent_id, now, "moved")
-        c.kind, c.number, c.due_at, c.requested_at, c.attempts = "callback", ev.number, ev.due_at, now, 0
+        c.kind, c.number, c.due_at, c.attempts = "callback", ev.number, ev.due_at, ev.attempts
+        c.requested_at = ev.since if ev.since is not None else now
         c.next_announce = None
-        out.append(self._log(now, c.call_id, c.queue, "NONE", "CALLBACK", str(self._position(c)), str(c.origposition),
-                             _whole(now - c.joined_at)))
+        if ev.since is None:
+            out.append(self._log(now, c.call_id, c.queue, "NONE", "CALLBACK", str(self._position(c)),
+                                 str(c.origposition), _whole(now - c.joined_at)))
         return out + [self._callback_state(c, now)]
 
     def _callback_answered(self, ev: CallbackAnswered, now: float) -> list[AcdAction]:

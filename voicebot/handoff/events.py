@@ -181,6 +181,8 @@ class CallbackRequested:
     agent_id: str | None = None
     caller: str = ""
     priority: int = 0
+    since: float | None = None  # a callback restored after a restart: its stay goes on from then (no new lines)
+    attempts: int = 0  # restored: the attempts already spent
 
 
 @dataclass(frozen=True)

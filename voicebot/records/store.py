@@ -344,13 +344,15 @@ class RecordStore:
         outcome 'abnormal', state 'ended' (a final state is kept) and ends at the last thing
         recorded of it; one in 'wrap_up' (the caller had gone, the agent's paperwork died with
         the server) is 'ended' and keeps its outcome and end time.  A "state" event says why.
+        A call waiting to be called back (state 'callback') is not in flight: the caller hung up
+        on purpose and the server restores the callback.
         The server calls this on start, before it takes calls; returns the ids closed."""
         now = self.clock()
         final = ", ".join(f"'{s}'" for s in FINAL_STATES)
 
         def sweep(db: sqlite3.Connection) -> list[str]:
             rows = db.execute("SELECT id, state, started_at, ended_at, outcome FROM calls"
-                              f" WHERE state NOT IN ({final}) OR ended_at IS NULL").fetchall()
+                              f" WHERE (state NOT IN ({final}) OR ended_at IS NULL) AND state != 'callback'").fetchall()
             for call_id, state, started_at, ended_at, outcome in rows:
                 closed = state if state in FINAL_STATES else "ended"
                 if state == "wrap_up":
