@@ -27,19 +27,20 @@ import asyncio
 import logging
 import time
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Union
 
 import numpy as np
 import soxr
 
 from voicebot.audio import resample
-from voicebot.media import AudioChunk, Dtmf, EdgeStream, MediaEvent
+from voicebot.media import AudioChunk, Dtmf, EdgeStream
 from voicebot.pipeline.asr import Transcript
 from voicebot.pipeline.call import Engines
 from voicebot.pipeline.transcriber import AsrEngine
 from voicebot.pipeline.vad import RATE, WINDOW, Segmenter, SegmenterConfig, SpeechScorer, SpeechStarted, Utterance
 from voicebot.records.store import RecordStore
-from voicebot.survey import _open  # TODO(lead): shared "take the caller's line" helper, see the report
+from voicebot.survey import _open  # the survey's: to move down to media.py now that two modules use it
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ RETRY_PROMPT = "Sorry, I did not hear a message. Please speak after the tone."
 REVIEW_PROMPT = ("To listen to your message, press 1. To record it again, press 2. "
                  "To send it, press hash, or simply hang up.")
 SENT_PROMPT = "Thank you, your message has been sent."
+PROMPTS = (RETRY_PROMPT, REVIEW_PROMPT, SENT_PROMPT)  # fixed: worth warming once (``PiperEngine.warm``)
 
 TONE_HZ = 1000.0  # the classic answering-machine beep: clear on an 8 kHz line, unlike any voice
 TONE_S = 0.4
@@ -55,7 +57,7 @@ NO_SPEECH_S = 6.0  # after the tone, how long a caller may say nothing before be
 REVIEW_WAIT_S = 6.0  # after the review menu, how long without a key before the message is sent
 MARGIN_S = 0.3  # audio kept before the first word and after the last one
 PAUSE_S = 0.5  # a silence this long inside a message is a pause (a place to cut it for Whisper)
-PIECE_S = 28.0  # the longest piece given to Whisper: its window is 30 s, and its padding needs some
+PIECE_S = 28.0  # the longest piece for Whisper: its window is 30 s, and trailing silence ends a decode cleanly
 MAX_MENUS = 6  # review menus before the message is sent regardless (a caller keying at random)
 POLL_S = 0.1
 LINE_LATE_S = 2.0  # the wall clock may run this far ahead of the line's audio before it is believed instead
@@ -220,24 +222,30 @@ def beep(sample_rate: int, hz: float = TONE_HZ, seconds: float = TONE_S, gap_s: 
 
 # --------------------------------------------------------------------------- on the line (async)
 
-_GONE = object()  # the line closed
+@dataclass(frozen=True)
+class _Gone:
+    """The line closed (the caller hung up, or it can no longer be heard)."""
 
 
-@dataclass
+_Heard = Union[AudioChunk, Dtmf, _Gone]
+
+
 class _Voicemail:
-    stream: EdgeStream
-    engines: Engines
-    greeting: str
-    max_s: float
-    silence_s: float
-    review: bool
-    store: RecordStore | None
-    call_id: str | None
-    no_speech_s: float
-    take: _Take | None = None
-    gone: bool = False
-    heard: asyncio.Queue[MediaEvent | object] = field(default_factory=asyncio.Queue)
-    _text: asyncio.Task[str] | None = None
+    def __init__(self, stream: EdgeStream, engines: Engines, greeting: str, max_s: float, silence_s: float,
+                 review: bool, store: RecordStore | None, call_id: str | None, no_speech_s: float) -> None:
+        self.stream = stream
+        self.engines = engines
+        self.greeting = greeting
+        self.max_s = max_s
+        self.silence_s = silence_s
+        self.review = review
+        self.store = store
+        self.call_id = call_id
+        self.no_speech_s = no_speech_s
+        self.heard: asyncio.Queue[_Heard] = asyncio.Queue()
+        self.gone = False
+        self.take: _Take | None = None  # the message to send, once there is one
+        self._text: asyncio.Task[str] | None = None  # its transcription, under way
 
     async def run(self) -> VoiceMessage | None:
         if not _open(self.stream):
@@ -250,11 +258,10 @@ class _Voicemail:
             self._transcribe()
             if self.review and not self.gone:
                 await self._review()
-            message = await self._message()
-            if not self.gone:
+            if not self.gone:  # thanked while Whisper finishes
                 await self._say(SENT_PROMPT)
                 await self._played()
-            return message
+            return await self._message()
         finally:
             reader.cancel()
             if self._text is not None and not self._text.done():  # only after a failure: left undecoded
@@ -265,31 +272,31 @@ class _Voicemail:
         """After a failure: the message recorded so far, with its text if it was decoded."""
         if self.take is None:
             return None
-        text = self._text
-        done = text is not None and text.done() and not text.cancelled() and text.exception() is None
-        return _message(self.take, text.result() if done and text is not None else "")
+        task, text = self._text, ""
+        if task is not None and task.done() and not task.cancelled() and task.exception() is None:
+            text = task.result()
+        return _message(self.take, text)
 
     # ------------------------------------------------------------------ the caller's side
 
     async def _read(self) -> None:
-        """Every key and every chunk of the caller's audio, then ``_GONE``."""
+        """Every key and every chunk of the caller's audio, then ``_Gone``."""
         try:
             async for event in self.stream.events():
                 self.heard.put_nowait(event)
         except Exception:  # deaf from here on: as good as gone for a recording
             log.exception("call %s: voicemail stopped listening", self.call_id)
-        self.heard.put_nowait(_GONE)
+        self.heard.put_nowait(_Gone())
 
-    async def _next(self, timeout: float = POLL_S) -> MediaEvent | object | None:
-        """The next thing the line did; None after ``timeout``; ``_GONE`` once, then always."""
+    async def _next(self, timeout: float = POLL_S) -> _Heard | None:
+        """The next thing the line did, None after ``timeout``; once gone, always ``_Gone``."""
         if self.gone:
-            return _GONE
+            return _Gone()
         try:
             event = await asyncio.wait_for(self.heard.get(), timeout)
         except asyncio.TimeoutError:
             return None
-        if event is _GONE:
-            self.gone = True
+        self.gone = isinstance(event, _Gone)
         return event
 
     async def _record(self, prompt: str | None) -> _Take | None:
@@ -306,27 +313,36 @@ class _Voicemail:
             await self._say(prompt)
         await self.stream.write(beep(self.stream.output_sample_rate), self.stream.output_sample_rate)
         while self.stream.playout().pending_ms > 0:  # whatever the caller does over the greeting is not the message
-            if await self._next() is _GONE:
+            if isinstance(await self._next(), _Gone):
                 return None
         recording = Recording(self.engines.scorer())
+        ended_by = await self._listen(recording)
+        heard_s = recording.heard_s
+        take = recording.finish(ended_by) if ended_by else None
+        log.info("call %s: voicemail recording ended by %s after %.1f s: %s", self.call_id, ended_by or "no speech",
+                 heard_s, f"{take.duration_s:.1f} s of message" if take else "nothing said")
+        return take
+
+    async def _listen(self, recording: Recording) -> str | None:
+        """Record until the message ends; how it ended, or None when nothing was said."""
         started = last_audio = time.monotonic()
         while True:
             event = await self._next()
             now = time.monotonic()
-            if event is _GONE:
-                return recording.finish("hangup")
+            if isinstance(event, _Gone):
+                return "hangup"
             if isinstance(event, Dtmf) and event.digit == "#":
                 self._turn("[DTMF #]")
-                return recording.finish("key")
+                return "key"
             if isinstance(event, AudioChunk):
                 last_audio = now
                 recording.feed(event.pcm, event.sample_rate)
             # The line's audio is the clock; the wall clock stands in for a line that stops sending.
             late = now - started - LINE_LATE_S
             if recording.heard_s >= self.max_s or late >= self.max_s:
-                return recording.finish("max")
+                return "max"
             if recording.spoke and (recording.silent_s >= self.silence_s or now - last_audio >= self.silence_s):
-                return recording.finish("silence")
+                return "silence"
             if not recording.spoke and not recording.speaking and (
                     recording.heard_s >= self.no_speech_s or late >= self.no_speech_s):
                 return None
@@ -374,7 +390,7 @@ class _Voicemail:
         quiet_since: float | None = None
         while True:
             event = await self._next()
-            if event is _GONE:
+            if isinstance(event, _Gone):
                 return None
             if isinstance(event, Dtmf):
                 self.stream.clear()
@@ -422,7 +438,7 @@ class _Voicemail:
         """Until the caller has heard the thanks (the line is hung up right after)."""
         deadline = time.monotonic() + self.stream.playout().pending_ms / 1000 + 1.0
         while self.stream.playout().pending_ms > 0 and time.monotonic() < deadline:
-            if await self._next() is _GONE:
+            if isinstance(await self._next(), _Gone):
                 return
 
     def _turn(self, text: str, speaker: str = "caller") -> None:
