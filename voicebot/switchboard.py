@@ -243,7 +243,7 @@ class Switchboard:
                                   "attempt": action.attempt})
         status, reason = 503, "failed"
         try:
-            if self.outbound is None or self.service is None:
+            if self.outbound is None:
                 reason = "no_trunk"
             else:
                 result = await self.outbound.call(action.number, [])
@@ -251,7 +251,8 @@ class Switchboard:
                 if result.status < 300 and result.leg is not None:
                     self.store.event(call_id, "callback_attempt", {"attempt": action.attempt, "agent": agent_id,
                                                                    "status": status, "result": "answered"})
-                    if any(isinstance(a, Connect) for a in self.handle(CallbackAnswered(call_id))):
+                    if self.service is not None and any(isinstance(a, Connect)
+                                                        for a in self.handle(CallbackAnswered(call_id))):
                         leg = CallerLeg(result.leg, "sip", action.number, result.hang_up,
                                         {"direction": "outbound", "callback": True})
                         self.service.start_callback(call_id, leg, call_messages.Connect(agent_id, agent_leg,
