@@ -38,6 +38,7 @@ from voicebot.nlu.domain import TransferSpec
 from voicebot.sip.access import Trunk
 from voicebot.sip.endpoint import SipConfig, SipEndpoint
 from voicebot.sip.outbound import OutboundTrunk
+from voicebot import voicemail
 from voicebot.sip.transfer import TransferTarget
 from voicebot.sip.transfers import SipTransfers
 from voicebot.switchboard import Switchboard
@@ -118,6 +119,7 @@ def serve(settings: Settings) -> int:
     def load(root) -> Domain:  # type: ignore[no-untyped-def]
         domain = load_domain(root, embedder)
         engines.warm_prompts(domain)  # fixed prompts cost nothing to say later
+        engines.tts.warm(voicemail.PROMPTS, engines.config.output_rates)  # the review menu right after a message
         return domain
 
     try:
