@@ -111,8 +111,10 @@ def queue_board(name: str, snapshot: QueueSnapshot | None, today: Mapping[str, A
     """One queue's tile.  Waits are whole seconds elapsed, as a clock shows them (and so the
     board changes once a second while someone waits, not at every poll)."""
     day = today or {}
-    waiting = len(snapshot.waiting) if snapshot is not None else 0
-    longest = math.floor(snapshot.longest_wait_s) if snapshot is not None and snapshot.waiting else 0
+    on_line = [w for w in snapshot.waiting if not w.callback] if snapshot is not None else []
+    callbacks = len(snapshot.waiting) - len(on_line) if snapshot is not None else 0  # keeping their place, off the line
+    waiting = len(on_line)
+    longest = math.floor(max(w.wait_s for w in on_line)) if on_line else 0
     return {
         "name": name,
         "waiting": figure(waiting, limits.waiting),
@@ -122,7 +124,7 @@ def queue_board(name: str, snapshot: QueueSnapshot | None, today: Mapping[str, A
         "service_level": figure(_rounded(day.get("service_level"), 3), limits.service_level),
         "asa_s": figure(_rounded(day.get("asa_s"), 1), limits.asa_s),
         "abandon_rate": figure(_rounded(day.get("abandon_rate"), 3), limits.abandon_rate),
-        "callbacks_pending": figure(int(day.get("callbacks_pending") or 0), None),
+        "callbacks_pending": figure(callbacks, None),
         "offered": int(day.get("offered") or 0),
         "answered": int(day.get("answered") or 0),
         "abandoned": int(day.get("abandoned") or 0),

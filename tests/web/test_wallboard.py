@@ -20,7 +20,7 @@ from voicebot.backends import FakeBank
 from voicebot.config import QueueSettings, Settings, SettingsError, load_settings
 from voicebot.domain_reload import DomainRegistry
 from voicebot.handoff.acd import Acd
-from voicebot.handoff.events import (AcdAction, AgentConfig, CallerJoins, CallerLeft, LogEvent, OfferAccepted,
+from voicebot.handoff.events import (AcdAction, AgentConfig, CallbackRequested, CallerJoins, CallerLeft, LogEvent, OfferAccepted,
                                      QueueConfig, SetAgentState)
 from voicebot.records.store import RecordStore
 from voicebot.wallboard import Band, board, changed, thresholds
@@ -124,6 +124,11 @@ def test_board_of_a_real_acd_on_a_fake_clock() -> None:
     assert shown["centre"]["containment"] == {"value": 0.45, "colour": "none"}
     assert (shown["centre"]["calls"], shown["centre"]["contained"]) == (20, 9)
     json.dumps(shown)  # what the routes send as it is
+    # w0 hangs up to be called back: off the line, still in line; the longest wait is a caller's
+    centre.handle(CallbackRequested("w0", "+15550100"), 117.0)
+    later = board(centre.queues(118.0), centre.agents(118.0), today, queues, 118.0, today_at=110.0)["queues"][0]
+    assert later["waiting"]["value"] == 3 and later["callbacks_pending"]["value"] == 1
+    assert later["longest_wait_s"]["value"] == 18  # c1 (ringing), not the callback's
 
 
 def test_board_before_todays_figures_and_what_counts_as_a_change() -> None:
