@@ -333,7 +333,7 @@ class Switchboard:
         now = self.clock()
         agent = self.acd.agent(agent_id, now)
         message = desk_messages.hello(agent, self.acd.queues(now), self.dispositions, self.not_ready_reasons)
-        message["in_state_s"] = round(max(0.0, now - agent.since), 1)
+        message["in_state_s"] = desk_messages.in_state_s(agent, now)
         if agent.call_id is not None:
             record = self.store.get_call(agent.call_id)
             if record is not None:

@@ -299,21 +299,25 @@ class Baresip:
     """Debian's baresip 1.0, headless, as a caller: dials, plays a WAV as its microphone (the
     WAV must outlast the call: aufile ending closes the call), records what it hears, and takes
     ctrl_tcp commands (``sndcode`` keys, ``ausrc`` another WAV, ``hangup``).  ``ns``: run inside
-    that network namespace, bound to ``host`` there."""
+    that network namespace, bound to ``host`` there.  ``user``: the From user voicebot sees as the
+    caller ID (a number, for a callback); ``sip_port``/``ctrl_port``: several callers at once in
+    one namespace each need their own."""
 
-    def __init__(self, folder: Path, source_wav: Path, host: str = "127.0.0.1", ns: str | None = None) -> None:
+    def __init__(self, folder: Path, source_wav: Path, host: str = "127.0.0.1", ns: str | None = None,
+                 user: str = "caller", sip_port: int | None = None, ctrl_port: int | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "rec").mkdir(exist_ok=True)
         self.folder, self.host, self.ns = folder, host, ns
-        self.ctrl_port = 4444 if ns else quiet_port()  # a fresh namespace has every port free
-        sip_port = 5070 if ns else quiet_port(socket.SOCK_DGRAM)
+        # a fresh namespace has every port free
+        self.ctrl_port = ctrl_port or (4444 if ns else quiet_port())
+        sip_port = sip_port or (5070 if ns else quiet_port(socket.SOCK_DGRAM))
         (folder / "config").write_text("\n".join([
             f"sip_listen {host}:{sip_port}", "audio_player aufile,/dev/null",
             f"audio_source aufile,{source_wav}", "audio_alert aufile,/dev/null",
             f"module_path {BARESIP_MODULES}", "module g711.so", "module aufile.so", "module sndfile.so",
             "module_app account.so", "module_app menu.so", "module_app ctrl_tcp.so",
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}", f"snd_path {folder / 'rec'}", ""]))
-        (folder / "accounts").write_text(f"<sip:caller@{host}>;regint=0\n")
+        (folder / "accounts").write_text(f"<sip:{user}@{host}>;regint=0\n")
         self.log_path = folder / "baresip.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._ctrl: socket.socket | None = None

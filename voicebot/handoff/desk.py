@@ -64,9 +64,15 @@ def queue_json(snapshot: QueueSnapshot) -> dict[str, Any]:
 def agent_json(snapshot: AgentSnapshot, now: float) -> dict[str, Any]:
     return {"id": snapshot.id, "name": snapshot.name, "state": snapshot.state, "reason": snapshot.reason,
             "call_id": snapshot.call_id, "queues": dict(snapshot.queues), "skills": dict(snapshot.skills),
-            "phone": snapshot.phone, "in_state_s": round(max(0.0, now - snapshot.since), 1),
+            "phone": snapshot.phone, "in_state_s": in_state_s(snapshot, now),
             "calls_taken": snapshot.calls_taken, "talk_s": round(snapshot.talk_s, 1),
             "missed_in_a_row": snapshot.missed_in_a_row}
+
+
+def in_state_s(snapshot: AgentSnapshot, now: float) -> float:
+    """Seconds in the current state; 0 for an agent who has not logged in since the start (the
+    ACD has no time for that, and a timer counting from 1970 helps nobody)."""
+    return round(max(0.0, now - snapshot.since), 1) if snapshot.since > 0 else 0.0
 
 
 def hello(agent: AgentSnapshot, queues: list[QueueSnapshot], dispositions: list[str],
