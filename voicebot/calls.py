@@ -434,27 +434,12 @@ class Call:
         self._close("ended", "voicemail" if message is not None else "no_voicemail")
 
     async def _speak(self, text: str) -> None:
-        """Say ``text`` on the line and wait until it is heard (no hold music under it)."""
-        try:
-            stream = self.leg.stream
-            rate = stream.output_sample_rate
-            self.store.add_turn(self.id, "bot", text, started_at=time.time())
-            async for chunk in self.service.engines.tts.stream(text, rate):
-                if stream.closed:
-                    return
-                await stream.write(chunk, rate)
-            deadline = time.monotonic() + stream.playout().pending_ms / 1000 + 1.0
-            while stream.playout().pending_ms > 0 and not stream.closed and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-        except Exception:
-            log.exception("call %s: could not say %r", self.id, text)
+        await speak(self.leg.stream, self.service, self.id, text)
 
     async def run_callback(self, connect: Connect) -> None:
-        """voicebot called the customer back and they answered: a short introduction, then the
-        agent who took the callback is bridged (the ACD connected them already)."""
+        """voicebot called the customer back, they heard the introduction, and the ACD connected
+        the agent who took the callback: bridge them."""
         try:
-            intro = self.dialog.domain.spec.prompts.get("callback_intro", CALLBACK_INTRO)
-            await self._speak(intro)
             self.inbox.put_nowait(connect)
             queue = self.service.switchboard and getattr(self.service.switchboard, "acd").call_queue(self.id)
             await self._wait_for_agent(Transfer(queue or self.queue or "", 0, (), "callback"), joined=True)
@@ -752,6 +737,13 @@ class CallService:
         task.add_done_callback(done)
         return call_id
 
+    async def introduce_callback(self, call_id: str, leg: CallerLeg) -> bool:
+        """The customer answered: who is calling and why, before the agent joins (so the agent
+        is connected when the customer can hear them).  False when the customer hung up."""
+        intro = self.registry.current.spec.prompts.get("callback_intro", CALLBACK_INTRO)
+        await speak(leg.stream, self, call_id, intro)
+        return not leg.stream.released and not leg.stream.closed
+
     def start_callback(self, call_id: str, leg: CallerLeg, connect: Connect) -> None:
         """The customer answered a callback: a Call on the callback's own record bridges them
         to the agent (not counted against ``max_calls``: the agent is already on it)."""
@@ -785,6 +777,23 @@ class CallService:
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+
+async def speak(stream: EdgeStream, service: CallService, call_id: str, text: str) -> None:
+    """Say ``text`` on ``stream`` and wait until it is heard (nothing else playing under it); a
+    bot turn in the call's record.  Never raises into the call."""
+    try:
+        rate = stream.output_sample_rate
+        service.store.add_turn(call_id, "bot", text, started_at=time.time())
+        async for chunk in service.engines.tts.stream(text, rate):
+            if stream.closed:
+                return
+            await stream.write(chunk, rate)
+        deadline = time.monotonic() + stream.playout().pending_ms / 1000 + 1.0
+        while stream.playout().pending_ms > 0 and not stream.closed and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    except Exception:
+        log.exception("call %s: could not say %r", call_id, text)
 
 
 def _sentence(text: str) -> str:

@@ -251,10 +251,10 @@ class Switchboard:
                 if result.status < 300 and result.leg is not None:
                     self.store.event(call_id, "callback_attempt", {"attempt": action.attempt, "agent": agent_id,
                                                                    "status": status, "result": "answered"})
-                    if self.service is not None and any(isinstance(a, Connect)
-                                                        for a in self.handle(CallbackAnswered(call_id))):
-                        leg = CallerLeg(result.leg, "sip", action.number, result.hang_up,
-                                        {"direction": "outbound", "callback": True})
+                    leg = CallerLeg(result.leg, "sip", action.number, result.hang_up,
+                                    {"direction": "outbound", "callback": True})
+                    if (self.service is not None and await self.service.introduce_callback(call_id, leg)
+                            and any(isinstance(a, Connect) for a in self.handle(CallbackAnswered(call_id)))):
                         self.service.start_callback(call_id, leg, call_messages.Connect(agent_id, agent_leg,
                                                                                          agent_hang_up))
                         self.desk.send(agent_id, {"type": "connected", "call_id": call_id})

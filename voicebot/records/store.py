@@ -11,7 +11,8 @@ write made before it.  On start the server closes the calls a crash left open
 (``close_calls_in_flight``).
 
 A call's life is written down by its owner (``calls.py``): states ivr → queued → offered →
-connected → wrap_up → ended | abandoned | transferred_out (``CALL_STATES``), the agent it was
+connected → wrap_up → ended | abandoned | transferred_out, or queued → callback → connected
+for a caller called back (``CALL_STATES``), the agent it was
 connected to, the queue it waited in, the agent's wrap-up (disposition, notes), and the ACD's
 queue_log lines (Asterisk's shape: time, call id, queue, agent, event, data fields).  Turns are
 the caller's, the bot's and the agent's.  Beside the calls: the voicemails callers left (the
@@ -34,7 +35,7 @@ from typing import Any
 
 from voicebot.records.writer import FlushingLock, Writer
 
-CALL_STATES = ("ivr", "queued", "offered", "connected", "wrap_up", "ended", "abandoned", "transferred_out")
+CALL_STATES = ("ivr", "queued", "offered", "callback", "connected", "wrap_up", "ended", "abandoned", "transferred_out")
 FINAL_STATES = ("ended", "abandoned", "transferred_out")
 OWNER_STATES = ("offered", "connected", "wrap_up", "abandoned", "transferred_out")  # end_call leaves these alone
 SPEAKERS = ("caller", "bot", "agent")
@@ -320,13 +321,16 @@ class RecordStore:
     def close_call(self, call_id: str, state: str, outcome: str) -> None:
         """The caller's side of the call is over, for its owner: end time, state and outcome (an
         outcome already written is kept) in one write.  The state is a final one, or 'wrap_up'
-        when the agent still has the call's paperwork to do (set_state moves it on)."""
+        when the agent still has the call's paperwork to do (set_state moves it on).  An
+        abandoned call had no agent, even if one's phone was ringing for it when the caller left
+        (the ring is in the queue_log)."""
         if state not in CALL_STATES:
             raise ValueError(f"a call's state is one of {', '.join(CALL_STATES)}, not {state!r}")
         if state in FINAL_STATES:
             self._forget_seq(call_id)
+        agent = ", agent = NULL" if state == "abandoned" else ""
         self._write_all([
-            ("UPDATE calls SET ended_at = ?, state = ?, outcome = COALESCE(outcome, ?) WHERE id = ?",
+            (f"UPDATE calls SET ended_at = ?, state = ?, outcome = COALESCE(outcome, ?){agent} WHERE id = ?",
              (self.clock(), state, outcome, call_id)),
             self._event_row(call_id, "state", {"state": state, "outcome": outcome}),
         ])
