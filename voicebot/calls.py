@@ -399,7 +399,9 @@ class Call:
             await self._voicemail(queue)
             return
         if left.then == "callback" and self.service.switchboard is not None:
-            if not self.caller_gone and (await self._arrange_callback("closed", keep_place=False, queue=queue))[0]:
+            closed = left.reason == "closed"  # else full: a place at the end of the line, called as soon as can be
+            if not self.caller_gone and (await self._arrange_callback(left.reason, keep_place=not closed,
+                                                                      queue=queue))[0]:
                 return
         if not self.caller_gone:
             words = CLOSED
