@@ -34,8 +34,10 @@ test-deps:
 test: $(STAMP) test-deps
 	$(PY) -m pytest
 
+# CLINC150 ships in benchmarks/data/clinc150 (CC BY 3.0); the bank domain's own eval set is scored too.
 bench-nlu: $(STAMP)
 	$(PY) benchmarks/nlu_clinc150.py
+	$(VENV)/bin/voicebot nlu eval --json > benchmarks/results/nlu_bank.json
 
 # SIPp callers that speak, at a fixed rate for 10 minutes: `make soak SOAK_ARGS="--minutes 2"` for a short run.
 soak: $(STAMP) test-deps

@@ -5,7 +5,7 @@ the out-of-scope threshold on `val` + `oos_val`; report once on `test` + `oos_te
 nothing before the final scoring reads.  Training time is wall time of embedding + fitting
 + calibration on this machine.
 
-    python benchmarks/nlu_clinc150.py [--data ../shared/datasets/clinc150/data_full.json] [--out FILE]
+    python benchmarks/nlu_clinc150.py [--data benchmarks/data/clinc150/data_full.json] [--out FILE]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from voicebot.nlu.domain import OUT_OF_SCOPE  # noqa: E402
 from voicebot.nlu.intents import ClassifierConfig, IntentClassifier  # noqa: E402
 from voicebot.nlu.nlu import default_embedder  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "clinc150" / "data_full.json"
+DEFAULT_DATA = ROOT / "benchmarks" / "data" / "clinc150" / "data_full.json"  # CC BY 3.0, see its README
 # Larson et al. 2019, as summarised in the dataset's README: on the full set classifiers reach
 # about 96 % in-scope accuracy, and BERT with the simplest out-of-scope schemes recalls roughly
 # 40-50 % of out-of-scope queries.  The paper's Table 1 has the exact per-model figures; we only
