@@ -6,10 +6,10 @@ ID read back digit by digit; the caller confirms (1 or "yes"), keys another numb
 #, or says one; a new number is read back and confirmed in turn.  Given opening hours, the
 caller may then pick a time ("tomorrow morning") instead of "as soon as possible".
 
-It hears and speaks on the line the way the post-call survey does (``survey.py``: keys and a
-``LegTranscriber`` on the shared ASR, the shared TTS) and, like it, never raises into the call:
-the caller hanging up before a number is agreed, two failed answers or an error give None.  A
-caller who hangs up once the number is agreed (often right after pressing 1) keeps the
+It hears and speaks through a ``CallerLine`` (``caller_line.py``: keys and a ``LegTranscriber``
+on the shared ASR, the shared TTS), as the post-call survey does, and like it never raises into
+the call: the caller hanging up before a number is agreed, two failed answers or an error give
+None.  A caller who hangs up once the number is agreed (often right after pressing 1) keeps the
 callback, at the default time.
 
 A phone number is personal data, so the record never holds one in full: keyed digits are
@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
+from voicebot.caller_line import POLL_S, WORDS_GRACE_S, CallerLine, Gone, Key, Words, open_line
 from voicebot.media import EdgeStream
 from voicebot.nlu.dialog import MASK, MASK_KEY, mask_numbers
-from voicebot.nlu.domain import Slot, SurveySettings
+from voicebot.nlu.domain import Slot
 from voicebot.nlu.entities import extract_digits, extract_yes_no
 from voicebot.pipeline.call import Engines
 from voicebot.records.store import RecordStore
-from voicebot.survey import POLL_S, WORDS_GRACE_S, _Gone, _Key, _open, _Survey, _Words
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +175,12 @@ async def arrange_callback(stream: EdgeStream, engines: Engines, caller_id: str,
         return None
 
 
-class _Line(_Survey):
-    """The survey's ears and voice on a caller's line (keys, words through a LegTranscriber on
-    the shared ASR, the shared TTS), with phone numbers kept out of the record and words said
-    over a question not taken as answers (they may be the line's echo of "say yes").
-    Subclassed rather than copied until survey.py's line half is a class of its own."""
+class _Line(CallerLine):
+    """A ``CallerLine`` that keeps phone numbers out of the record and does not take words
+    said over a question as answers (they may be the line's echo of "say yes")."""
 
     def __init__(self, stream: EdgeStream, engines: Engines, store: RecordStore | None, call_id: str | None) -> None:
-        # the survey's settings are unused here; a store of None writes nothing (_turn, _said)
-        super().__init__(stream, engines, store, call_id or "callback", SurveySettings())  # type: ignore[arg-type]
-        self.record: RecordStore | None = store
+        super().__init__(stream, engines, store, call_id or "callback", name="callback")
         self.shown: dict[str, str] = {}  # a number as the bot says it → as the record shows it
         self.deaf_until = 0.0  # wall clock: words that ended before this were said over a question
         self.private = True  # the caller may be saying a phone number: the record masks numbers
@@ -193,7 +189,7 @@ class _Line(_Survey):
         """Say a question; the caller's words count once it has been heard.  ``private``: the
         answer may be a phone number."""
         self.deaf_until, self.private = math.inf, private
-        await self._say(text)
+        await self.say(text)
         self.deaf_until = time.time() + self.stream.playout().pending_ms / 1000
 
     def interrupt(self) -> None:
@@ -201,20 +197,16 @@ class _Line(_Survey):
         self.stream.clear()
         self.deaf_until = time.time()
 
-    def _said(self, speaker: str, text: str, started: float, ended: float) -> None:
-        if self.record is not None:
-            kept = mask_numbers(text, _PHONE_SLOT) if self.private else text  # "tomorrow at nine" is no secret
-            self.record.add_turn(self.call_id, speaker, kept, started_at=started, ended_at=ended)
+    def said(self, speaker: str, text: str, started: float, ended: float) -> None:
+        kept = mask_numbers(text, _PHONE_SLOT) if self.private else text  # "tomorrow at nine" is no secret
+        self.record(speaker, kept, started, ended)
         if ended >= self.deaf_until:
-            self.heard.put_nowait(_Words(text))
+            self.heard.put_nowait(Words(text))
 
-    def _turn(self, text: str, speaker: str = "caller") -> None:
-        if self.record is None:
-            return
+    def turn(self, text: str, speaker: str = "caller") -> None:
         for said, shown in self.shown.items():
             text = text.replace(said, shown)
-        now = time.time()
-        self.record.add_turn(self.call_id, speaker, text, started_at=now, ended_at=now)
+        super().turn(text, speaker)
 
 
 _Expect = Literal["confirm", "number", "when"]  # a number read back; a number asked for; a time
@@ -242,16 +234,13 @@ class _Offer:
         self.now = now
         self.asked = 0
         self.recorded = False
-        self.reader: asyncio.Task[None] | None = None  # the line's reader, while the dialog runs
 
     async def run(self) -> CallbackChoice | None:
-        if not _open(self.line.stream):
+        if not open_line(self.line.stream):
             self.not_arranged("hung_up")
             return None
         line = self.line
-        worker = asyncio.create_task(line.ears.run(), name=f"callback-asr-{line.call_id[:8]}")
-        reader = self.reader = asyncio.create_task(line._read(), name=f"callback-{line.call_id[:8]}")
-        try:
+        async with line.listening():
             agreed = await self._number()
             if agreed is None:
                 return None
@@ -263,20 +252,13 @@ class _Offer:
                     due, when = picked.at, self._say_slot(picked.at)
             await self._last_word(f"Thank you. We'll call you back {when.rstrip('.')}.")
             return CallbackChoice(number, due, by)
-        finally:
-            for task in (reader, worker):
-                task.cancel()
-            await asyncio.gather(reader, worker, return_exceptions=True)
 
     def not_arranged(self, reason: str) -> None:
         """The record says why no callback was set up (once)."""
-        if self.recorded or self.line.record is None:
+        if self.recorded:
             return
         self.recorded = True
-        try:
-            self.line.record.event(self.line.call_id, "callback_not_arranged", {"reason": reason, "asked": self.asked})
-        except Exception:
-            log.exception("call %s: could not record the callback offer's outcome", self.line.call_id)
+        self.line.event("callback_not_arranged", {"reason": reason, "asked": self.asked})
 
     # ------------------------------------------------------------------ the steps
 
@@ -349,15 +331,15 @@ class _Offer:
                     speaking.result()  # a voice that failed fails the offer (arrange_callback logs it)
                 wait_until = time.monotonic() + line.stream.playout().pending_ms / 1000 + TIMEOUT_S
             until = key_until if keys else wait_until
-            heard = await line._next(until if until is not None else time.monotonic() + POLL_S)
+            heard = await line.next(until if until is not None else time.monotonic() + POLL_S)
             if heard is None:
                 if until is None:  # still asking
                     continue
                 return self._keyed(keys, expect) if keys else _Reply("unclear" if unclear else "silent")
-            if isinstance(heard, _Gone):  # a lone 1 pressed just before hanging up still confirms
+            if isinstance(heard, Gone):  # a lone 1 pressed just before hanging up still confirms
                 lone_yes = expect == "confirm" and "".join(d for d, _ in keys) == "1"
                 return self._keyed(keys, expect) if lone_yes else _Reply("gone")
-            if isinstance(heard, _Key):
+            if isinstance(heard, Key):
                 if heard.digit == "#" and keys:
                     return self._keyed(keys, expect)
                 if heard.digit == "*":  # start the number again
@@ -373,6 +355,8 @@ class _Offer:
                 key_until = time.monotonic() + (LONE_KEY_S if lone else KEY_GAP_S)
                 continue
             if keys:  # words while keying: the keys are the answer
+                continue
+            if not isinstance(heard, Words):  # audio: only a line without ears queues it
                 continue
             reply = _understood(heard.text, expect, self._slot)
             if reply is not None:
@@ -399,12 +383,8 @@ class _Offer:
         return _Reply("number", "dtmf", digits)
 
     def _key_turns(self, keys: list[tuple[str, float]], masked: bool) -> None:
-        store = self.line.record
-        if store is None:
-            return
         for digit, at in keys:
-            store.add_turn(self.line.call_id, "caller", f"[DTMF {MASK_KEY if masked else digit}]",
-                           started_at=at, ended_at=at)
+            self.line.record("caller", f"[DTMF {MASK_KEY if masked else digit}]", at, at)
 
     # ------------------------------------------------------------------ words and endings
 
@@ -450,10 +430,10 @@ class _Offer:
 
     async def _last_word(self, text: str) -> None:
         """Say the outcome and wait until it has been heard: the caller may be hung up right after."""
-        if self.line.stream.closed or self.reader is None:
+        if self.line.stream.closed:
             return
-        await self.line._say(text)
-        await self.line._played(self.reader)
+        await self.line.say(text)
+        await self.line.played()
 
 
 def _understood(text: str, expect: _Expect, slot: Callable[[str], float | None]) -> _Reply | None:

@@ -2,8 +2,9 @@
 
 ``calls.Call`` hands the caller's line here when a queue is closed, nobody is there, the wait
 was too long, or the caller chose it.  Like the survey, this runs after the bot's pipeline (or
-the hold music) let go of the line: it speaks with the shared TTS and listens to the line
-directly.  The flow is the one every voicemail system has: greeting, beep, record until the
+the hold music) let go of the line: it speaks and listens there through a ``CallerLine``
+(``caller_line.py``), one without ears, since the message's audio is kept rather than heard as
+words.  The flow is the one every voicemail system has: greeting, beep, record until the
 caller stops talking (``silence_s`` after their last word), presses ``#``, reaches ``max_s``
 or hangs up (a message cut by the hang-up is kept); nothing said gets one more try; then, with
 ``review``, listen (1) / record again (2) / send (``#``, a hang-up, or no key), and a thanks.
@@ -26,21 +27,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import soxr
 
 from voicebot.audio import resample
-from voicebot.media import AudioChunk, Dtmf, EdgeStream
+from voicebot.caller_line import CallerLine, Gone, Heard, Key, open_line
+from voicebot.media import AudioChunk, EdgeStream
 from voicebot.pipeline.asr import Transcript
 from voicebot.pipeline.call import Engines
 from voicebot.pipeline.transcriber import AsrEngine
 from voicebot.pipeline.vad import RATE, WINDOW, Segmenter, SegmenterConfig, SpeechScorer, SpeechStarted, Utterance
 from voicebot.records.store import RecordStore
-from voicebot.survey import _open  # the survey's: to move down to media.py now that two modules use it
 
 log = logging.getLogger(__name__)
 
@@ -222,51 +221,41 @@ def beep(sample_rate: int, hz: float = TONE_HZ, seconds: float = TONE_S, gap_s: 
 
 # --------------------------------------------------------------------------- on the line (async)
 
-@dataclass(frozen=True)
-class _Gone:
-    """The line closed (the caller hung up, or it can no longer be heard)."""
-
-
-_Heard = Union[AudioChunk, Dtmf, _Gone]
-
-
 class _Voicemail:
     def __init__(self, stream: EdgeStream, engines: Engines, greeting: str, max_s: float, silence_s: float,
                  review: bool, store: RecordStore | None, call_id: str | None, no_speech_s: float) -> None:
+        # a line that fails to hear is as good as gone for a recording
+        self.line = CallerLine(stream, engines, store, call_id, name="voicemail", ears=False, deaf_is_gone=True)
         self.stream = stream
         self.engines = engines
         self.greeting = greeting
         self.max_s = max_s
         self.silence_s = silence_s
         self.review = review
-        self.store = store
         self.call_id = call_id
         self.no_speech_s = no_speech_s
-        self.heard: asyncio.Queue[_Heard] = asyncio.Queue()
         self.gone = False
         self.take: _Take | None = None  # the message to send, once there is one
         self._text: asyncio.Task[str] | None = None  # its transcription, under way
 
     async def run(self) -> VoiceMessage | None:
-        if not _open(self.stream):
+        if not open_line(self.stream):
             return None
-        reader = asyncio.create_task(self._read(), name=f"voicemail-{(self.call_id or '')[:8]}")
         try:
-            self.take = await self._record(self.greeting)
-            if self.take is None:
-                return None
-            self._transcribe()
-            if self.review and not self.gone:
-                await self._review()
-            if not self.gone:  # thanked while Whisper finishes
-                await self._say(SENT_PROMPT)
-                await self._played()
-            return await self._message()
+            async with self.line.listening():
+                self.take = await self._record(self.greeting)
+                if self.take is None:
+                    return None
+                self._transcribe()
+                if self.review and not self.gone:
+                    await self._review()
+                if not self.gone:  # thanked while Whisper finishes
+                    await self.line.say(SENT_PROMPT)
+                    await self.line.played()
+                return await self._message()
         finally:
-            reader.cancel()
             if self._text is not None and not self._text.done():  # only after a failure: left undecoded
                 self._text.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
 
     def salvage(self) -> VoiceMessage | None:
         """After a failure: the message recorded so far, with its text if it was decoded."""
@@ -279,24 +268,16 @@ class _Voicemail:
 
     # ------------------------------------------------------------------ the caller's side
 
-    async def _read(self) -> None:
-        """Every key and every chunk of the caller's audio, then ``_Gone``."""
-        try:
-            async for event in self.stream.events():
-                self.heard.put_nowait(event)
-        except Exception:  # deaf from here on: as good as gone for a recording
-            log.exception("call %s: voicemail stopped listening", self.call_id)
-        self.heard.put_nowait(_Gone())
-
-    async def _next(self, timeout: float = POLL_S) -> _Heard | None:
-        """The next thing the line did, None after ``timeout``; once gone, always ``_Gone``."""
+    async def _next(self, timeout: float = POLL_S) -> Heard | None:
+        """The next thing the line did (a key, a chunk of audio), None after ``timeout``; once
+        gone, always ``Gone``."""
         if self.gone:
-            return _Gone()
+            return Gone()
         try:
-            event = await asyncio.wait_for(self.heard.get(), timeout)
+            event = await asyncio.wait_for(self.line.heard.get(), timeout)
         except asyncio.TimeoutError:
             return None
-        self.gone = isinstance(event, _Gone)
+        self.gone = isinstance(event, Gone)
         return event
 
     async def _record(self, prompt: str | None) -> _Take | None:
@@ -310,10 +291,10 @@ class _Voicemail:
 
     async def _record_once(self, prompt: str | None) -> _Take | None:
         if prompt:
-            await self._say(prompt)
+            await self.line.say(prompt)
         await self.stream.write(beep(self.stream.output_sample_rate), self.stream.output_sample_rate)
         while self.stream.playout().pending_ms > 0:  # whatever the caller does over the greeting is not the message
-            if isinstance(await self._next(), _Gone):
+            if isinstance(await self._next(), Gone):
                 return None
         recording = Recording(self.engines.scorer())
         ended_by = await self._listen(recording)
@@ -329,10 +310,10 @@ class _Voicemail:
         while True:
             event = await self._next()
             now = time.monotonic()
-            if isinstance(event, _Gone):
+            if isinstance(event, Gone):
                 return "hangup"
-            if isinstance(event, Dtmf) and event.digit == "#":
-                self._turn("[DTMF #]")
+            if isinstance(event, Key) and event.digit == "#":
+                self.line.turn("[DTMF #]")
                 return "key"
             if isinstance(event, AudioChunk):
                 last_audio = now
@@ -374,7 +355,7 @@ class _Voicemail:
 
     async def _menu(self) -> str | None:
         """The review menu and the caller's key (over the menu, or within ``REVIEW_WAIT_S``)."""
-        await self._say(REVIEW_PROMPT)
+        await self.line.say(REVIEW_PROMPT)
         return await self._key(REVIEW_WAIT_S)
 
     async def _play(self, take: _Take) -> str | None:
@@ -390,11 +371,11 @@ class _Voicemail:
         quiet_since: float | None = None
         while True:
             event = await self._next()
-            if isinstance(event, _Gone):
+            if isinstance(event, Gone):
                 return None
-            if isinstance(event, Dtmf):
+            if isinstance(event, Key):
                 self.stream.clear()
-                self._turn(f"[DTMF {event.digit}]")
+                self.line.turn(f"[DTMF {event.digit}]")
                 return event.digit
             if self.stream.playout().pending_ms > 0:
                 quiet_since = None
@@ -422,33 +403,6 @@ class _Voicemail:
             log.exception("call %s: the voicemail could not be transcribed", self.call_id)
             text = ""
         return _message(self.take, text)
-
-    # ------------------------------------------------------------------ the bot's side
-
-    async def _say(self, text: str) -> None:
-        rate = self.stream.output_sample_rate
-        self._turn(text, speaker="bot")
-        async with aclosing(self.engines.tts.stream(text, rate)) as sentences:
-            async for pcm in sentences:
-                if self.stream.closed:
-                    return
-                await self.stream.write(pcm, rate)
-
-    async def _played(self) -> None:
-        """Until the caller has heard the thanks (the line is hung up right after)."""
-        deadline = time.monotonic() + self.stream.playout().pending_ms / 1000 + 1.0
-        while self.stream.playout().pending_ms > 0 and time.monotonic() < deadline:
-            if isinstance(await self._next(), _Gone):
-                return
-
-    def _turn(self, text: str, speaker: str = "caller") -> None:
-        if self.store is None or self.call_id is None:
-            return
-        now = time.time()
-        try:
-            self.store.add_turn(self.call_id, speaker, text, started_at=now, ended_at=now)
-        except Exception:  # the record is worth less than the message
-            log.exception("call %s: could not record a voicemail turn", self.call_id)
 
 
 def _message(take: _Take, transcript: str) -> VoiceMessage:
