@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.clock import Clock
 from voicebot.auth import Directory, LinkSigner
 from voicebot.backends import FakeBank
 from voicebot.cli import main
@@ -31,12 +32,6 @@ from voicebot.web.app import create_app
 DAY = 86400.0
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def wav(path: Path, seconds: float = 0.5) -> str:

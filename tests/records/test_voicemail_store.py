@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.clock import Clock
 from voicebot.records.privacy import delete_caller, purge_expired
 from voicebot.records.store import RecordStore
 from voicebot.records.voicemails import VoicemailBox, default_dir
@@ -17,12 +18,6 @@ from voicebot.records.voicemails import VoicemailBox, default_dir
 DAY = 86400.0
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def tone(seconds: float, rate: int) -> bytes:

@@ -8,10 +8,7 @@ No speech models: the domain is a stub (the desktop never asks for it), so this 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,19 +16,8 @@ from typing import Any
 import pytest
 
 from tests.handoff.e2e import require
-from tests.handoff.test_wallboard_e2e import Served
-from tests.sip.harness import free_port
-from voicebot.auth import Directory
-from voicebot.backends import FakeBank
-from voicebot.config import Settings
-from voicebot.domain_reload import DomainRegistry
-from voicebot.handoff.acd import Acd
-from voicebot.handoff.desk import DeskHub
-from voicebot.records.store import RecordStore
+from tests.web.served import served
 from voicebot.records.voicemails import VoicemailBox
-from voicebot.server import agent_configs, queue_configs
-from voicebot.switchboard import Switchboard
-from voicebot.web.app import create_app
 
 pytestmark = pytest.mark.slow
 SETTINGS = {
@@ -48,40 +34,11 @@ def leave(box: VoicemailBox, queue: str, caller: str, transcript: str) -> str:
     return box.save(call, queue, caller, pcm, RATE, transcript, 0.5)
 
 
-@contextlib.contextmanager
-def served(tmp_path: Path) -> Iterator[Served]:
-    settings = Settings.model_validate(SETTINGS)
-    store = RecordStore(tmp_path / "calls.sqlite3")
-    box = VoicemailBox(tmp_path / "voicemail", store)
-    acd = Acd(queue_configs(settings), agent_configs(settings))
-    desk = DeskHub()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:  # as server.py's, without engines or SIP
-        board = Switchboard(acd, store, desk)
-        app.state.switchboard = board
-        srv.loop = asyncio.get_running_loop()
-        board.start()
-        yield
-        await board.stop()
-
-    registry = DomainRegistry(tmp_path, lambda _root: SimpleNamespace(name="stub"))  # type: ignore[arg-type,return-value]
-    app = create_app(registry, FakeBank(), lifespan, store=store, desk=desk, acd=acd,
-                     directory=Directory.from_settings(settings), settings=settings, secret=b"s" * 32, voicemails=box)
-    srv = Served(app, free_port())
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        store.close()
-
-
 def test_the_desktop_lists_plays_and_handles_voicemail_and_labels_callbacks(tmp_path: Path) -> None:
     tools = require("chromium")
     from playwright.sync_api import expect, sync_playwright
 
-    with served(tmp_path) as srv, sync_playwright() as p:
+    with served(tmp_path, SETTINGS, SimpleNamespace(name="stub"), voicemail=True) as srv, sync_playwright() as p:
         box: VoicemailBox = srv.app.state.voicemails
         store = box.store
         first = leave(box, "general", "+15550001", "please call me back about my card")
