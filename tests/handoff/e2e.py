@@ -456,3 +456,57 @@ WATCH_WAITING_JS = """() => {
     if (value.textContent === "1" && window.__shown === null) window.__shown = Date.now();
   }).observe(value, {childList: true, characterData: true, subtree: true});
 }""" % WAITING
+
+
+# --------------------------------------------------------------------------- a browser party
+
+# Counts, every 100 ms, the frames in which each of ``freqs`` stands out in the page's remote
+# audio (within 15 dB of the loudest bin and above -60 dBFS), with the wall clock of each.
+TONES_JS = """(freqs) => {
+  const audio = document.getElementById("remote-audio");
+  if (!audio.srcObject) return false;
+  if (window.__tones) return true;
+  const ctx = new AudioContext();
+  ctx.resume();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 8192;
+  analyser.smoothingTimeConstant = 0;
+  ctx.createMediaStreamSource(audio.srcObject).connect(analyser);
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  const hzPerBin = ctx.sampleRate / analyser.fftSize;
+  const tones = window.__tones = {loud: []};
+  freqs.forEach((hz) => { tones[hz] = []; });
+  setInterval(() => {
+    analyser.getFloatFrequencyData(bins);
+    let top = -Infinity;
+    for (let i = 1; i < bins.length; i++) top = Math.max(top, bins[i]);
+    if (top < -60) return;
+    const now = Date.now() / 1000;
+    tones.loud.push(now);
+    freqs.forEach((hz) => {
+      let best = -Infinity;
+      for (let i = Math.floor((hz - 25) / hzPerBin); i <= Math.ceil((hz + 25) / hzPerBin); i++) best = Math.max(best, bins[i]);
+      if (best > -60 && best > top - 15) tones[hz].push(now);
+    });
+  }, 100);
+  return true;
+}"""
+
+
+def pulses(hz: float, rate: int) -> bytes:
+    """A browser microphone's tone: 1.2 s on, 0.8 s off (Chromium's noise suppression fades out
+    a tone that never stops, as it would a fan)."""
+    return (tone(hz, 1.2, rate, 0.2) + silence(0.8, rate)) * 5
+
+
+def heard_between(page, hz: float, start: float, end: float) -> float:  # type: ignore[no-untyped-def]
+    """Seconds of ``hz`` the page heard between two wall-clock times."""
+    times = page.evaluate(f"window.__tones[{hz!r}] || window.__tones['{int(hz)}']")
+    return sum(1 for t in times if start <= t <= end) / 10
+
+
+def login(page, base: str, path: str, user: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(base + path)
+    page.fill("#login-user", user)
+    page.fill("#login-password", "demo")
+    page.click("#login-submit")

@@ -36,9 +36,9 @@ import numpy as np
 import pytest
 
 from tests import netns
-from tests.handoff.e2e import (SCENARIOS, Api, Baresip, explained, in_netns, loud_seconds, queue_events, require,
-                               server, silence, speech, state_path, tone_seconds, write_wav)
-from tests.handoff.test_e2e_supervisor import TONES_JS, heard_between, login, pulses
+from tests.handoff.e2e import (SCENARIOS, TONES_JS, Api, Baresip, explained, heard_between, in_netns, login,
+                               loud_seconds, pulses, queue_events, require, server, silence, speech, state_path,
+                               tone_seconds, write_wav)
 from voicebot.media import AudioChunk
 from voicebot.sip.rtp import RtpReceiver
 from voicebot.voicemail import TONE_HZ as BEEP_HZ

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from tests import netns
-from tests.handoff.e2e import (WAITING, WATCH_WAITING_JS, Baresip, require, server, silence, speech, tone, tone_seconds,
-                               write_wav)
+from tests.handoff.e2e import (TONES_JS, WAITING, WATCH_WAITING_JS, Baresip, heard_between, login, pulses, require,
+                               server, silence, speech, tone, tone_seconds, write_wav)
 
 pytestmark = pytest.mark.slow
 CALLER_HZ, ALICE_HZ, SUE_HZ = 700.0, 1300.0, 1100.0
@@ -35,62 +35,10 @@ SETTINGS = {
     "users": [{"id": "sue", "name": "Sue Park", "password": "demo", "role": "supervisor"}],
 }
 
-# Counts, every 100 ms, the frames in which each of ``freqs`` stands out in the page's remote
-# audio (within 15 dB of the loudest bin and above -60 dBFS), with the wall clock of each.
-TONES_JS = """(freqs) => {
-  const audio = document.getElementById("remote-audio");
-  if (!audio.srcObject) return false;
-  if (window.__tones) return true;
-  const ctx = new AudioContext();
-  ctx.resume();
-  const analyser = ctx.createAnalyser();
-  analyser.fftSize = 8192;
-  analyser.smoothingTimeConstant = 0;
-  ctx.createMediaStreamSource(audio.srcObject).connect(analyser);
-  const bins = new Float32Array(analyser.frequencyBinCount);
-  const hzPerBin = ctx.sampleRate / analyser.fftSize;
-  const tones = window.__tones = {loud: []};
-  freqs.forEach((hz) => { tones[hz] = []; });
-  setInterval(() => {
-    analyser.getFloatFrequencyData(bins);
-    let top = -Infinity;
-    for (let i = 1; i < bins.length; i++) top = Math.max(top, bins[i]);
-    if (top < -60) return;
-    const now = Date.now() / 1000;
-    tones.loud.push(now);
-    freqs.forEach((hz) => {
-      let best = -Infinity;
-      for (let i = Math.floor((hz - 25) / hzPerBin); i <= Math.ceil((hz + 25) / hzPerBin); i++) best = Math.max(best, bins[i]);
-      if (best > -60 && best > top - 15) tones[hz].push(now);
-    });
-  }, 100);
-  return true;
-}"""
-
-
-def pulses(hz: float, rate: int) -> bytes:
-    """A browser microphone's tone: 1.2 s on, 0.8 s off (Chromium's noise suppression fades out
-    a tone that never stops, as it would a fan)."""
-    return (tone(hz, 1.2, rate, 0.2) + silence(0.8, rate)) * 5
-
-
-def heard_between(page, hz: float, start: float, end: float) -> float:  # type: ignore[no-untyped-def]
-    """Seconds of ``hz`` the page heard between two wall-clock times."""
-    times = page.evaluate(f"window.__tones[{hz!r}] || window.__tones['{int(hz)}']")
-    return sum(1 for t in times if start <= t <= end) / 10
-
-
 def recording_between(samples: np.ndarray, rate: int, hung_up_at: float, start: float, end: float) -> np.ndarray:
     """baresip's recording, from its start to the hang-up: the part between two wall-clock times."""
     began = hung_up_at - len(samples) / rate
     return samples[max(0, int((start - began) * rate)):max(0, int((end - began) * rate))]
-
-
-def login(page, base: str, path: str, user: str) -> None:  # type: ignore[no-untyped-def]
-    page.goto(base + path)
-    page.fill("#login-user", user)
-    page.fill("#login-password", "demo")
-    page.click("#login-submit")
 
 
 def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: Path) -> None:
