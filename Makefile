@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # the voice-path and SIP issues add espeak-ng, sox, sip-tester, baresip-core and chromium here.
 TEST_DEBS := espeak-ng sox chromium iproute2 sip-tester baresip-core asterisk-moh-opsound-wav
 
-.PHONY: run test install test-deps bench-nlu soak clean
+.PHONY: run test install test-deps bench-nlu bench-wer soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ test: $(STAMP) test-deps
 bench-nlu: $(STAMP)
 	$(PY) benchmarks/nlu_clinc150.py
 	$(VENV)/bin/voicebot nlu eval --json > benchmarks/results/nlu_bank.json
+
+# Word error rate of the server's ASR path on the Asterisk core prompts (Debian, 8 kHz phone speech, CC-BY-SA):
+# tiny.en and base, full and trimmed window (~40 min on 2 cores); `make bench-wer WER_ARGS="--limit 25"` for a smoke run.
+WER_DEBS := asterisk-core-sounds-en-wav asterisk-core-sounds-en
+bench-wer: $(STAMP)
+	$(MAKE) --no-print-directory test-deps TEST_DEBS="$(WER_DEBS)"
+	$(PY) benchmarks/asr_wer.py $(WER_ARGS)
 
 # SIPp callers that speak, at a fixed rate for 10 minutes: `make soak SOAK_ARGS="--minutes 2"` for a short run.
 soak: $(STAMP) test-deps
