@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.2
 QUEUES_EVERY_S = 1.0
+VOICEMAIL_CHECK_S = 10.0  # how often a free agent's queues are searched for voicemail work
 
 
 class OfferGone(Exception):
@@ -63,6 +64,7 @@ class Switchboard:
         self.calls: dict[str, Call] = {}
         self._callbacks: dict[str, CallbackState] = {}  # call → the callback's latest state (live ones)
         self._requested_at: dict[str, float] = {}
+        self._voicemail_check: dict[str, float] = {}  # agent → when to look for voicemail work again
         self._dialling: dict[str, asyncio.Task[None]] = {}
         self._offers: dict[tuple[str, str], asyncio.Task[None] | None] = {}  # (call, agent) → phone ringing
         self._ticker: asyncio.Task[None] | None = None
@@ -189,8 +191,12 @@ class Switchboard:
         queues, one at a time, until they mark it handled."""
         for agent_id in self.desk.agents():
             agent = self.acd.agent(agent_id, now)
-            if agent.state != "ready" or any(self.acd.queue(q, now).waiting for q in agent.queues):
+            if agent.state != "ready" or now < self._voicemail_check.get(agent_id, 0.0):
                 continue
+            if any(self.acd.queue(q, now).waiting for q in agent.queues):
+                continue
+            # the store is asked again after VOICEMAIL_CHECK_S, or at once when a message arrives
+            self._voicemail_check[agent_id] = now + VOICEMAIL_CHECK_S
             message = self.store.assign_voicemail(agent_id, list(agent.queues))
             if message is not None:
                 self.store.event(message["call_id"], "voicemail_assigned", {"agent": agent_id, "voicemail": message["id"]})
@@ -199,6 +205,7 @@ class Switchboard:
 
     def voicemail_left(self, queue: str, voicemail_id: str) -> None:
         """Every desktop of an agent serving ``queue`` refreshes its voicemail list."""
+        self._voicemail_check.clear()
         now = self.clock()
         for agent_id in self.desk.agents():
             if queue in self.acd.agent(agent_id, now).queues:
