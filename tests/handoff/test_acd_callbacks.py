@@ -212,3 +212,14 @@ def test_the_exit_key_still_leaves_with_nothing_next() -> None:
     acd.handle(CallerJoins("c1", Q), 0)
     out = acd.handle(CallerKey("c1", "*"), 1)
     assert of(Exited, out) == [Exited("c1", Q, "key")]
+
+
+def test_nobody_logged_in_sends_callers_to_the_queues_voicemail() -> None:
+    queues = {Q: QueueConfig(Q, announce_every_s=0, join_empty=False, leave_when_empty=True, overflow_to="voicemail")}
+    acd = make(1, queues=queues)
+    out = acd.handle(CallerJoins("c1", Q), 0)  # nobody logged in: JOINEMPTY, then voicemail
+    assert events(out) == ["JOINEMPTY"] and of(Exited, out) == [Exited("c1", Q, "joinempty", "voicemail")]
+    acd.handle(SetAgentState("a1", "not_ready"), 1)
+    acd.handle(CallerJoins("c2", Q), 2)
+    out = acd.handle(SetAgentState("a1", "logged_out"), 5)  # the last one leaves: EXITEMPTY, then voicemail
+    assert events(out)[-1] == "EXITEMPTY" and of(Exited, out) == [Exited("c2", Q, "empty", "voicemail")]

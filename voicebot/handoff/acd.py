@@ -421,7 +421,8 @@ class Acd:
             leaving = [(c, i + 1) for i, c in enumerate(self._waiting_in(q))]
             for c, position in leaving:
                 if self._present(c):  # a logout this exit set off may have emptied it already
-                    out += self._exit(c, now, "empty", "EXITEMPTY", (str(position),))
+                    then = cfg.overflow_to if cfg.overflow_to in THEN else None  # nobody left: voicemail, callback
+                    out += self._exit(c, now, "empty", "EXITEMPTY", (str(position),), then=then)
         return out
 
     # ------------------------------------------------------------------------- callers
@@ -447,13 +448,14 @@ class Acd:
 
     def _refuse(self, c: _Caller, queue: str, reason: str, now: float, hops: int = 0) -> list[AcdAction]:
         """Turned away at the door: no queue stay, so no ENTERQUEUE.  A closed queue sends the
-        caller where ``when_closed`` says, a full one where ``overflow_to`` says: another queue
-        (one hop, and only if it takes them), or out to voicemail, a callback or the hours."""
+        caller where ``when_closed`` says, a full one or one nobody is logged in to where
+        ``overflow_to`` says: another queue (one hop, and only if it takes them), or out to
+        voicemail, a callback or the hours."""
         self._callers.pop(c.call_id, None)
         event = {"joinempty": "JOINEMPTY", "full": "FULL", "closed": "JOINCLOSED"}[reason]
         out: list[AcdAction] = [self._log(now, c.call_id, queue, "NONE", event)]
         cfg = self._config_of(queue)
-        target = cfg.when_closed if reason == "closed" else cfg.overflow_to if reason == "full" else None
+        target = cfg.when_closed if reason == "closed" else cfg.overflow_to  # full, or nobody logged in
         if target is not None and target not in THEN and target != queue and hops == 0:
             refusal = self._refusal(target, now)
             if refusal is None:
