@@ -176,8 +176,8 @@ class QueueSettings(BaseModel):
     join_empty: bool = Field(True, description="take callers when no agent is logged in (Asterisk joinempty)")
     leave_when_empty: bool = Field(False, description="waiting callers leave when the last agent logs out")
     announce_every_s: float = Field(30.0, ge=0, description="position and estimated wait; 0: never")
-    overflow_to: str | None = Field(None, description="where callers go after overflow_after_s or when max_len is"
-                                                      " reached: a queue, 'voicemail' or 'callback'")
+    overflow_to: str | None = Field(None, description="where callers go after overflow_after_s, at max_len, or with"
+                                                      " nobody logged in: a queue, 'voicemail' or 'callback'")
     overflow_queue: str | None = Field(None, description="older name of overflow_to (a queue)")
     overflow_after_s: float = Field(0.0, ge=0)
     hours: HoursSettings | None = Field(None, description="opening hours; none: always open")
