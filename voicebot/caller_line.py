@@ -168,7 +168,7 @@ class CallerLine:
         """Until the caller has heard what is queued, or the line has gone: a last word must
         be heard before the line is hung up."""
         deadline = time.monotonic() + self.stream.playout().pending_ms / 1000 + PLAYED_GRACE_S
-        while (self.stream.playout().pending_ms > 0 and time.monotonic() < deadline
+        while (self.stream.playout().pending_ms > 0 and time.monotonic() < deadline and not self.stream.closed
                and not (self.reader is not None and self.reader.done())):
             await asyncio.sleep(POLL_S)
 

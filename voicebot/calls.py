@@ -41,6 +41,7 @@ from typing import Any, Protocol, Union
 
 from voicebot.backends import Backend
 from voicebot.callback_offer import arrange_callback
+from voicebot.caller_line import CallerLine
 from voicebot.conversation import Conversation
 from voicebot.domain_reload import DomainRegistry
 from voicebot.handoff import context
@@ -784,16 +785,10 @@ class CallService:
 async def speak(stream: EdgeStream, service: CallService, call_id: str, text: str) -> None:
     """Say ``text`` on ``stream`` and wait until it is heard (nothing else playing under it); a
     bot turn in the call's record.  Never raises into the call."""
+    line = CallerLine(stream, service.engines, service.store, call_id, name="announcement", ears=False)
     try:
-        rate = stream.output_sample_rate
-        service.store.add_turn(call_id, "bot", text, started_at=time.time())
-        async for chunk in service.engines.tts.stream(text, rate):
-            if stream.closed:
-                return
-            await stream.write(chunk, rate)
-        deadline = time.monotonic() + stream.playout().pending_ms / 1000 + 1.0
-        while stream.playout().pending_ms > 0 and not stream.closed and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await line.say(text)
+        await line.played()
     except Exception:
         log.exception("call %s: could not say %r", call_id, text)
 
