@@ -261,6 +261,10 @@ class Settings(BaseModel):
     vad: Literal["silero", "webrtc"] = "silero"
     end_of_turn: Literal["silence", "smart_turn"] = "silence"
     end_of_turn_s: float = Field(0.25, ge=0.1, le=3.0)
+    asr_guess_after_s: float | None = Field(
+        0.1, ge=0.03, le=1.0, description="transcribe a caller's pause after this much silence, while waiting out"
+                                          " the rest of end_of_turn_s (a confident request ends the turn there:"
+                                          " the domain's nlu.early_end_threshold); null: only once the turn ends")
     no_input_s: float = Field(7.0, ge=1.0, le=60.0)
     max_calls: int = Field(20, ge=1)
     sip: bool = Field(True, description="listen for SIP calls")

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any, Union
 
 from voicebot.nlu import entities
+from voicebot.nlu.turn_end import sounds_finished
 from voicebot.nlu.domain import DTMF_KEYS, OUT_OF_SCOPE, Slot, Step, TransferSpec
 from voicebot.nlu.intents import IntentPrediction
 from voicebot.nlu.nlu import Domain
@@ -258,6 +259,7 @@ class Dialog:
         self.opted_out = False
         self._opt_out_phrases = [_normalised(p) for p in recording.opt_out_phrases]
         self.privacy = Privacy(self)
+        self._predicted: tuple[str, IntentPrediction] | None = None  # the last text classified
         self._rule = ""
         self._out: list[Action] = []
 
@@ -278,6 +280,26 @@ class Dialog:
             return None
         slot = self.spec.slots.get(self.pending.slot)
         return slot if slot is not None and slot.sensitive else None
+
+    def complete_turn(self, text: str) -> bool:
+        """Is ``text`` (what the caller said up to a pause) a whole request, so the turn can end
+        without the rest of the silence?  Only when the bot asked for a request, the text sounds
+        finished (``turn_end``) and the classifier is at least ``early_end_threshold`` sure of an
+        intent the dialog acts on; answers to slot questions always wait for the silence."""
+        threshold = self.spec.settings.nlu.early_end_threshold
+        if threshold is None or self.state != "top" or not sounds_finished(text):
+            return False
+        pred = self._predict(text)
+        acted_on = pred.intent in self.spec.flows or pred.intent in (self.rules.agent_intent,
+                                                                      self.rules.goodbye_intent)
+        return acted_on and pred.confidence >= threshold
+
+    def _predict(self, text: str) -> IntentPrediction:
+        """The classifier's answer, kept for the text it last saw: a pause's guess that ended
+        the turn is classified once, not again when it arrives as the turn's text."""
+        if self._predicted is None or self._predicted[0] != text:
+            self._predicted = (text, self.domain.classifier.predict(text))
+        return self._predicted[1]
 
     def handle(self, event: Event) -> list[Action]:
         self._out = []
@@ -368,7 +390,7 @@ class Dialog:
         if not text.strip():
             self._on_no_input()
             return
-        pred = self.domain.classifier.predict(text)
+        pred = self._predict(text)
         self.last_prediction = pred
         confident = pred.intent != OUT_OF_SCOPE
         strong = confident and pred.confidence >= self.spec.settings.nlu.switch_threshold

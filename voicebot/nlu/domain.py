@@ -52,6 +52,9 @@ class BackendSpec(Strict):
 class NluSettings(Strict):
     confidence_threshold: float = Field(0.45, ge=0, le=1, description="below this an utterance is out_of_scope")
     switch_threshold: float = Field(0.75, ge=0, le=1, description="confidence needed to leave a flow mid-way")
+    early_end_threshold: float | None = Field(
+        0.8, ge=0, le=1, description="a request this confident ends the caller's turn without waiting out the"
+                                     " silence (never a fragment or a number); null: always wait")
 
 
 class TransferSpec(Strict):

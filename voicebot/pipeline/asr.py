@@ -10,7 +10,8 @@ Trimming is off by default: on phone-line test speech it raised word error from 
 
 Concurrency: calls submit utterances to a queue; a single worker takes what has arrived
 within a few milliseconds (up to ``max_batch``) and decodes them as one batch, which is what
-makes a GPU pay off with many simultaneous calls.
+makes a GPU pay off with many simultaneous calls.  An utterance whose caller stopped waiting
+for it (a guess made during a pause they then talked over) is dropped before decoding.
 """
 
 from __future__ import annotations
@@ -169,6 +170,9 @@ class WhisperEngine:
                     batch.append(await asyncio.wait_for(queue.get(), timeout))
                 except asyncio.TimeoutError:
                     break
+            batch = [item for item in batch if not item[1].done()]  # a guess the caller talked over
+            if not batch:
+                continue
             self.batches += 1
             self.batched_items += len(batch)
             try:

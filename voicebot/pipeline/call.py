@@ -35,6 +35,9 @@ class VoiceConfig:
     end_of_turn: str = "silence"  # silence | smart_turn
     smart_turn_pause_s: float = 0.15  # with smart_turn: silence before asking the model
     smart_turn_fallback_s: float = 1.0  # with smart_turn: silence that ends a turn regardless
+    # transcribe a pause after this much silence, before the turn ends (with smart_turn: at
+    # its pause); None: only whole turns
+    guess_after_s: float | None = 0.1
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     no_input_s: float = 7.0
     output_rates: tuple[int, ...] = (8000, 16000, 48000)
@@ -70,16 +73,19 @@ async def run_bot(stream: MediaStream, *, engines: Engines, backend: Backend, st
     failed (``TransferFailed``) with everything the caller already said."""
     clock = TurnClock(store, call_id, privacy=dialog.privacy)
     seg_config = SegmenterConfig(**vars(engines.config.segmenter))
+    guess_ahead = engines.config.guess_after_s is not None
     if engines.smart_turn is not None:
         seg_config.pause_candidate_s = engines.config.smart_turn_pause_s
         seg_config.end_of_turn_s = engines.config.smart_turn_fallback_s
+    elif guess_ahead:
+        seg_config.pause_candidate_s = engines.config.guess_after_s
     segmenter = Segmenter(engines.scorer(), seg_config)
     output = MediaOutput(stream)
     talk = DialogProcessor(dialog, backend, clock, call_id, no_input_s=engines.config.no_input_s, first_event=first_event)
     pipeline = Pipeline([
         MediaInput(stream),
-        TurnProcessor(segmenter, engines.smart_turn),
-        Recognizer(engines.asr),
+        TurnProcessor(segmenter, engines.smart_turn, guess_ahead=guess_ahead),
+        Recognizer(engines.asr, complete=dialog.complete_turn if guess_ahead else None),
         talk,
         Synthesizer(engines.tts, stream.output_sample_rate),
         output,

@@ -17,6 +17,27 @@ class UtteranceFrame(DataFrame):
     pcm: bytes = b""
     sample_rate: int = 16000
     speech_end: float = 0.0  # monotonic time of the last speech sample
+    turn_end: float = 0.0  # monotonic time the turn was ended
+    ended_by: str = "silence"  # silence | smart_turn | words (what was said was a whole request)
+    pause_id: int = 0  # the PauseFrame with this very audio, if any
+
+
+@dataclass
+class PauseFrame(SystemFrame):
+    """The caller paused: their speech so far, to transcribe ahead of the end of the turn.
+    A system frame, so the guess starts even while an earlier utterance is being decoded."""
+
+    pcm: bytes = b""
+    sample_rate: int = 16000
+    pause_id: int = 0
+
+
+@dataclass
+class EndTurnFrame(SystemFrame):
+    """Upstream, to the turn taker: what was said up to pause ``pause_id`` is a whole request;
+    end the turn there unless the caller has spoken since."""
+
+    pause_id: int = 0
 
 
 @dataclass
@@ -27,6 +48,9 @@ class CallerTextFrame(DataFrame):
     speech_end: float = 0.0
     transcript_at: float = 0.0
     asr_window_s: float = 0.0
+    turn_end: float = 0.0  # 0: not known (a transcript without a turn taker before it)
+    ended_by: str = "silence"
+    guessed: bool = False  # transcribed during the pause, before the turn ended
 
 
 @dataclass

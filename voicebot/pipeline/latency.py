@@ -1,7 +1,7 @@
 """Per-turn timings and the call record, written as the call goes.
 
-Stages, all measured from the caller's last speech sample: transcript ready, dialog decision,
-first bot audio handed to the edge.  Each lands in the turn's record and in Prometheus
+Stages, all measured from the caller's last speech sample: turn ended (silence, smart-turn or
+a confident request), transcript ready, dialog decision, first bot audio handed to the edge.  Each lands in the turn's record and in Prometheus
 histograms (``voicebot_turn_stage_seconds``).
 
 Caller words and keys are written as the dialog's ``Privacy`` allows at that moment: while a
@@ -52,13 +52,20 @@ class TurnClock:
         return self._wall + mono
 
     def caller_said(self, text: str, speech_end: float, transcript_at: float, confidence: float,
-                    asr_window_s: float) -> None:
+                    asr_window_s: float, turn_end: float = 0.0, ended_by: str = "silence",
+                    guessed: bool = False) -> None:
+        """``turn_end``: when the turn was ended (0: unknown); ``ended_by`` silence, smart_turn
+        or words; ``guessed``: the transcript was made during the pause, before the turn ended."""
         if self.privacy is not None:
             text = self.privacy.caller_text(text)
         seq = self.store.add_turn(self.call_id, "caller", text, started_at=self._w(speech_end),
                                   ended_at=self._w(speech_end))
         timings = {"transcript_ms": round((transcript_at - speech_end) * 1000, 1), "asr_confidence": round(confidence, 3),
-                   "asr_window_s": asr_window_s}
+                   "asr_window_s": asr_window_s, "asr_guessed": 1.0 if guessed else 0.0,
+                   "ended_by_words": 1.0 if ended_by == "words" else 0.0}
+        if turn_end:
+            timings["turn_end_ms"] = round((turn_end - speech_end) * 1000, 1)
+            STAGES.labels("turn_end").observe(turn_end - speech_end)
         self._caller = _PendingTurn(seq, speech_end, transcript_at, timings)
         STAGES.labels("transcript").observe(transcript_at - speech_end)
 

@@ -15,6 +15,8 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame, InterruptionFrame, StartFrame
@@ -27,8 +29,9 @@ from voicebot.nlu.dialog import (Ask, CallerHungUp, CallStarted, Dialog, DtmfPre
 from voicebot.pipeline.asr import WhisperEngine
 from voicebot.pipeline.frames import (BotAudioFrame, BotDoneSpeakingFrame, BotEnd, BotHeardFrame, BotSpeechFrame,
                                       CallerKeyFrame, CallerSpeechDiscardedFrame, CallerSpeechStartedFrame,
-                                      CallerTextFrame, EndCallFrame, ExpectFrame, FirstAudioFrame, PromptFailedFrame,
-                                      PromptSkippedFrame, RecognitionFailedFrame, UtteranceFrame)
+                                      CallerTextFrame, EndCallFrame, EndTurnFrame, ExpectFrame, FirstAudioFrame,
+                                      PauseFrame, PromptFailedFrame, PromptSkippedFrame, RecognitionFailedFrame,
+                                      UtteranceFrame)
 from voicebot.pipeline.latency import TurnClock
 from voicebot.pipeline.tts import PiperEngine
 from voicebot.pipeline.vad import RATE, PauseCandidate, Segmenter, SmartTurnModel, SpeechStarted, Utterance
@@ -51,12 +54,16 @@ class TurnProcessor(FrameProcessor):
 
     A burst shorter than that (a cough, a click) neither interrupts the bot nor stops the
     timer; speech that did count but ends without an utterance says so, so the dialog waits
-    for an answer again."""
+    for an answer again.  With ``guess_ahead`` every pause candidate goes downstream as a
+    ``PauseFrame`` to be transcribed while the silence lasts; an ``EndTurnFrame`` coming back
+    ends the turn at that pause."""
 
-    def __init__(self, segmenter: Segmenter, smart_turn: SmartTurnModel | None = None, **kwargs: Any) -> None:
+    def __init__(self, segmenter: Segmenter, smart_turn: SmartTurnModel | None = None, guess_ahead: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.segmenter = segmenter
         self.smart_turn = smart_turn
+        self.guess_ahead = guess_ahead
         self.default_end_of_turn = segmenter.end_of_turn_s
         self.talking_s = segmenter.config.talking_s
         self._in_speech = False  # an onset with no utterance yet
@@ -71,9 +78,12 @@ class TurnProcessor(FrameProcessor):
                     await self._speech_over()  # a short burst that ended within this same frame
                     self._in_speech = True
                 elif isinstance(event, Utterance):
-                    await self._utterance(event, now)
-                elif isinstance(event, PauseCandidate) and self.smart_turn is not None:
-                    self.create_task(self._judge(event), name="smart-turn")
+                    await self._utterance(event, now, "silence")
+                elif isinstance(event, PauseCandidate):
+                    if self.guess_ahead:
+                        await self.push_frame(PauseFrame(pcm=event.pcm, sample_rate=RATE, pause_id=event.pause_id))
+                    if self.smart_turn is not None:
+                        self.create_task(self._judge(event), name="smart-turn")
             if self._in_speech:
                 await self._check_talking(now)
                 if not self.segmenter.speaking:  # too short to be an utterance
@@ -81,6 +91,10 @@ class TurnProcessor(FrameProcessor):
             return
         if isinstance(frame, ExpectFrame):
             self.segmenter.end_of_turn_s = END_OF_TURN_BY_EXPECT.get(frame.expect, self.default_end_of_turn)
+            return
+        if isinstance(frame, EndTurnFrame):
+            for utterance in self.segmenter.end_turn(frame.pause_id):
+                await self._utterance(utterance, time.monotonic(), "words")
             return
         await self.push_frame(frame, direction)
 
@@ -96,11 +110,12 @@ class TurnProcessor(FrameProcessor):
         if talking:
             await self.push_frame(CallerSpeechDiscardedFrame())
 
-    async def _utterance(self, event: Utterance, now: float) -> None:
+    async def _utterance(self, event: Utterance, now: float, ended_by: str) -> None:
         await self._check_talking(now)
         self._in_speech = self._talking = False
         lag = (self.segmenter.position - event.end_sample) / RATE
-        await self.push_frame(UtteranceFrame(pcm=event.pcm, sample_rate=RATE, speech_end=now - lag))
+        await self.push_frame(UtteranceFrame(pcm=event.pcm, sample_rate=RATE, speech_end=now - lag, turn_end=now,
+                                             ended_by=ended_by, pause_id=event.pause_id))
 
     async def _judge(self, pause: PauseCandidate) -> None:
         """Ask smart-turn off the event loop; end the turn early if it says complete."""
@@ -108,24 +123,50 @@ class TurnProcessor(FrameProcessor):
         probability = await asyncio.to_thread(self.smart_turn.complete_probability, pause.pcm)
         if probability >= 0.5:
             for utterance in self.segmenter.end_turn(pause.pause_id):
-                await self._utterance(utterance, time.monotonic())
+                await self._utterance(utterance, time.monotonic(), "smart_turn")
+
+
+@dataclass
+class _Guess:
+    pcm: bytes
+    task: asyncio.Task[Any]
 
 
 class Recognizer(FrameProcessor):
     """Utterance in, transcript out; a recogniser that raises, hangs (``ASR_TIMEOUT_S``) or
-    answers something that is not a transcript yields a ``RecognitionFailedFrame``."""
+    answers something that is not a transcript yields a ``RecognitionFailedFrame``.
 
-    def __init__(self, engine: WhisperEngine, **kwargs: Any) -> None:
+    A ``PauseFrame`` starts a guess: its audio is transcribed while the caller stays silent.
+    The utterance that ends the turn at that pause carries the same audio and takes the
+    guess's transcript instead of a decode of its own; a guess the caller talked over is
+    dropped (and, if still queued, never decoded).  When ``complete`` says a guess is a whole
+    request, an ``EndTurnFrame`` goes upstream so the turn ends without the rest of the
+    silence."""
+
+    KEEP_GUESSES = 3
+
+    def __init__(self, engine: WhisperEngine, complete: Callable[[str], bool] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.engine = engine
+        self.complete = complete
+        self._guesses: dict[int, _Guess] = {}
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
+        if isinstance(frame, PauseFrame):
+            self._guess(frame)
+            return
         if not isinstance(frame, UtteranceFrame):
             await self.push_frame(frame, direction)
             return
+        guess = self._guesses.pop(frame.pause_id, None) if frame.pause_id else None
+        self._drop_guesses()  # older pauses: the caller went on talking after them
+        guessed = guess is not None and guess.pcm == frame.pcm
+        if guess is not None and not guessed:
+            guess.task.cancel()
         try:
-            result = await asyncio.wait_for(self.engine.transcribe(frame.pcm, frame.sample_rate), ASR_TIMEOUT_S)
+            pending = guess.task if guess is not None and guessed else self.engine.transcribe(frame.pcm, frame.sample_rate)
+            result = await asyncio.wait_for(pending, ASR_TIMEOUT_S)
         except TimeoutError:
             await self._failed("timeout", frame, f"no transcript within {ASR_TIMEOUT_S:g} s")
             return
@@ -139,7 +180,35 @@ class Recognizer(FrameProcessor):
         text, confidence, language, window_s = fields
         await self.push_frame(CallerTextFrame(text=text, confidence=confidence, language=language,
                                               speech_end=frame.speech_end, transcript_at=time.monotonic(),
-                                              asr_window_s=window_s))
+                                              asr_window_s=window_s, turn_end=frame.turn_end,
+                                              ended_by=frame.ended_by, guessed=guessed))
+
+    def _guess(self, frame: PauseFrame) -> None:
+        task = asyncio.ensure_future(self.engine.transcribe(frame.pcm, frame.sample_rate))
+        self._guesses[frame.pause_id] = _Guess(frame.pcm, task)
+        while len(self._guesses) > self.KEEP_GUESSES:
+            self._guesses.pop(next(iter(self._guesses))).task.cancel()
+        self.create_task(self._judge_guess(frame.pause_id, task), name="asr-guess")
+
+    async def _judge_guess(self, pause_id: int, task: asyncio.Task[Any]) -> None:
+        """Wait for a guess (and so collect its failure, if any); end the turn early if the
+        guess is still current and says a whole request."""
+        await asyncio.wait([task])
+        if task.cancelled() or task.exception() is not None or self.complete is None:
+            return
+        current = self._guesses.get(pause_id)
+        fields = _transcript_fields(task.result())
+        if current is not None and current.task is task and fields is not None and self.complete(fields[0]):
+            await self.push_frame(EndTurnFrame(pause_id=pause_id), FrameDirection.UPSTREAM)
+
+    def _drop_guesses(self) -> None:
+        for guess in self._guesses.values():
+            guess.task.cancel()
+        self._guesses.clear()
+
+    async def cleanup(self) -> None:
+        self._drop_guesses()
+        await super().cleanup()
 
     async def _failed(self, reason: str, frame: UtteranceFrame, detail: str) -> None:
         log.warning("speech recognition failed (%s) for a %.1f s utterance: %s", reason,
@@ -263,7 +332,7 @@ class DialogProcessor(FrameProcessor):
         elif isinstance(frame, CallerTextFrame):
             if frame.text.strip():
                 self.clock.caller_said(frame.text, frame.speech_end, frame.transcript_at, frame.confidence,
-                                       frame.asr_window_s)
+                                       frame.asr_window_s, frame.turn_end, frame.ended_by, frame.guessed)
                 await self._run(UserSaid(frame.text, frame.confidence, frame.language))
             else:
                 self._wait_again()  # noise, not speech: keep waiting

@@ -7,6 +7,10 @@ reports speech onset at once and the end of a turn after a silence timeout that 
 lengthen while it waits for keyed-in-style digit strings.  ``voiced_s`` says how much of the
 current stretch of speech was voiced: the pipeline lets the caller barge in, or stop the
 no-input timer, only once that reaches ``talking_s`` (a cough or a click is shorter than a word).
+A pause of ``pause_candidate_s`` yields a ``PauseCandidate``: the speech so far, for the
+pipeline to transcribe while it waits out the rest of the silence (and for smart-turn to
+judge).  When that pause does end the turn, the utterance is exactly the candidate's audio, so
+a transcript of the candidate is the transcript of the turn.
 Voiced windows are those Silero calls speech that also carry sound: its score lingers a window
 or two after a click has ended, and that hangover must not make a click as long as a word.
 """
@@ -111,7 +115,7 @@ class SegmenterConfig:
     talking_s: float = 0.18
     voiced_floor_dbfs: float = -50.0  # a window quieter than this is not voiced, whatever the VAD says
     end_of_turn_s: float = 0.25  # silence that ends a turn (with smart turn: the fallback)
-    pause_candidate_s: float | None = None  # with smart turn: silence after which to ask it
+    pause_candidate_s: float | None = None  # silence after which to transcribe ahead (and ask smart turn)
     preroll_s: float = 0.3
     min_utterance_s: float = 0.2
     max_utterance_s: float = 20.0
@@ -127,11 +131,13 @@ class Utterance:
     pcm: bytes  # 16 kHz, including pre-roll, excluding the trailing silence
     start_sample: int
     end_sample: int  # the last speech sample
+    pause_id: int = 0  # the pause candidate whose audio this is, byte for byte; 0: none
 
 
 @dataclass
 class PauseCandidate:
-    """A pause long enough to ask an end-of-turn model; answer with ``Segmenter.end_turn()``."""
+    """A pause long enough to transcribe ahead or to ask an end-of-turn model; end the turn
+    there early with ``Segmenter.end_turn()``."""
 
     pcm: bytes
     pause_id: int
@@ -158,6 +164,7 @@ class Segmenter:
         self._start = 0
         self._onset = 0
         self._pause_id = 0
+        self._candidate_frames: int | None = None  # windows in the candidate, while its pause lasts
         self._last_speech = 0
         self._lock = threading.Lock()
         self.end_of_turn_s = self.config.end_of_turn_s
@@ -192,9 +199,9 @@ class Segmenter:
         return events
 
     def end_turn(self, pause_id: int) -> list[Utterance]:
-        """The end-of-turn model judged pause ``pause_id`` complete: end the turn now, unless
-        the caller has spoken again since."""
-        if self._speaking and self._silence_run > 0 and pause_id == self._pause_id:
+        """Pause ``pause_id`` was judged the end of the turn (by smart-turn, or by what the
+        caller said up to it): end the turn now, unless the caller has spoken again since."""
+        if self._speaking and self._candidate_frames is not None and pause_id == self._pause_id:
             return [e for e in self._finish() if isinstance(e, Utterance)]
         return []
 
@@ -219,11 +226,13 @@ class Segmenter:
         if speech:
             self._silence_run = 0
             self._last_speech = self._position
+            self._candidate_frames = None
         else:
             self._silence_run += 1
             candidate = cfg.pause_candidate_s
             if candidate is not None and self._silence_run == max(1, round(candidate / WINDOW_S)):
                 self._pause_id += 1
+                self._candidate_frames = len(self._utterance)
                 return [PauseCandidate(b"".join(self._utterance), self._pause_id)]
         too_long = (self._position - self._start) / RATE >= cfg.max_utterance_s
         if self._silence_run * WINDOW_S >= self.end_of_turn_s or too_long:
@@ -233,12 +242,17 @@ class Segmenter:
     def _finish(self) -> list[SpeechStarted | Utterance]:
         self._speaking = False
         self._speech_run = self._voiced_run = 0
-        # Keep ~200 ms of what the VAD called silence: soft word endings ("seven") live there.
-        trailing = max(0, self._silence_run - int(0.2 / WINDOW_S))
+        pause_id = 0
+        if self._candidate_frames is not None:  # the candidate's pause ended the turn: its audio
+            frames = self._utterance[: self._candidate_frames]
+            pause_id = self._pause_id
+        else:  # keep ~200 ms of what the VAD called silence: soft word endings ("seven") live there
+            trailing = max(0, self._silence_run - int(0.2 / WINDOW_S))
+            frames = self._utterance[: len(self._utterance) - trailing] if trailing else self._utterance
         self._silence_run = 0
-        frames = self._utterance[: len(self._utterance) - trailing] if trailing else self._utterance
+        self._candidate_frames = None
         self._utterance = []
         self._preroll.clear()
         if (self._last_speech - self._onset) / RATE < self.config.min_utterance_s:
             return []
-        return [Utterance(b"".join(frames), self._start, self._last_speech)]
+        return [Utterance(b"".join(frames), self._start, self._last_speech, pause_id)]
