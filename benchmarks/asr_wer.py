@@ -74,8 +74,12 @@ sys.path.insert(0, str(ROOT))
 
 from voicebot.modelstore import resolve  # noqa: E402
 from voicebot.pipeline.asr import AsrConfig, Transcript, WhisperEngine  # noqa: E402
+from voicebot.audio import resample  # noqa: E402
+from voicebot.nlu.dialog import CallStarted, Dialog  # noqa: E402
+from voicebot.nlu.nlu import default_embedder, load_domain  # noqa: E402
 from voicebot.pipeline.transcriber import LegTranscriber  # noqa: E402
-from voicebot.pipeline.vad import SileroModel  # noqa: E402
+from voicebot.pipeline.vad import (RATE, PauseCandidate, Segmenter, SegmenterConfig, SileroModel,  # noqa: E402
+                                   Utterance)
 
 try:
     from tqdm import tqdm
@@ -86,7 +90,24 @@ SOUNDS = Path("/usr/share/asterisk/sounds/en")
 TEXT = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 DEBS = ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-en")
 MODELS = {"asr": "whisper tiny.en", "asr_base": "whisper base (multilingual, language en)"}
-OPTIONS = {"full": False, "trim": True}  # option → AsrConfig.trim_window
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration of the path: which path, and which speed options are on."""
+
+    path: str  # leg: LegTranscriber; bot: the bot pipeline's segmenter and recogniser steps
+    trim_window: bool = False
+    guess: bool = False  # utterances cut at the pause candidate (asr_guess_after_s), as guessed
+    early: bool = False  # a pause whose guess is a confident whole request ends the turn there
+
+
+OPTIONS = {
+    "full": Option("leg"), "trim": Option("leg", trim_window=True),
+    "bot": Option("bot"), "guess": Option("bot", guess=True), "early": Option("bot", guess=True, early=True),
+}
+GUESS_AFTER_S = 0.1  # the asr_guess_after_s default
+BOT_END_OF_TURN_S = 0.25  # the end_of_turn_s default
 CHUNK_S = 0.02
 WORST = 10
 
@@ -318,6 +339,34 @@ async def transcribe_line(asr: _Timed, silero: SileroModel, pcm: bytes, rate: in
     return " ".join(texts)
 
 
+async def transcribe_bot_turns(asr: _Timed, silero: SileroModel, pcm: bytes, rate: int, option: Option,
+                               dialog: Dialog | None) -> str:
+    """One prompt as a caller talking to the bot: 20 ms chunks resampled one by one (as
+    ``MediaInput``), the bot's segmenter (end of turn 0.25 s; with ``guess``, pause candidates
+    at 0.1 s and turns cut there), each turn decoded.  With ``early`` every pause's guess is
+    decoded and a whole request ends the turn at once, as if Whisper answered instantly: the
+    most splitting early ends can do, since a slower answer gives the caller longer to go on."""
+    config = SegmenterConfig(end_of_turn_s=BOT_END_OF_TURN_S, pause_candidate_s=GUESS_AFTER_S if option.guess else None)
+    segmenter = Segmenter(silero.stream(), config)
+    texts: list[str] = []
+    guesses: dict[int, str] = {}
+    step = int(rate * CHUNK_S) * 2
+    tail = bytes(2 * int(rate * (BOT_END_OF_TURN_S + 0.3)))  # the line stays open: the last turn ends
+    audio = pcm + tail
+    for offset in range(0, len(audio), step):
+        events = list(segmenter.feed(resample(audio[offset:offset + step], rate, RATE)))
+        while events:
+            event = events.pop(0)
+            if isinstance(event, PauseCandidate) and option.early and dialog is not None:
+                guesses[event.pause_id] = (await asr.transcribe(event.pcm, RATE)).text
+                if dialog.complete_turn(guesses[event.pause_id]):
+                    events[:0] = segmenter.end_turn(event.pause_id)
+            elif isinstance(event, Utterance):
+                guessed = guesses.get(event.pause_id) if event.pause_id else None
+                texts.append(guessed if guessed is not None else (await asr.transcribe(event.pcm, RATE)).text)
+    return " ".join(t for t in texts if t)
+
+
 @dataclass
 class Result:
     model: str
@@ -353,7 +402,9 @@ class Result:
     def summary(self) -> dict:
         worst = sorted(self.scored, key=lambda s: (-s["wer"], -s["errors"], s["name"]))[:WORST]
         return {
-            "model_role": self.model, "model": MODELS[self.model], "trim_window": OPTIONS[self.option],
+            "model_role": self.model, "model": MODELS[self.model], "path": OPTIONS[self.option].path,
+            "trim_window": OPTIONS[self.option].trim_window, "guess": OPTIONS[self.option].guess,
+            "early_end": OPTIONS[self.option].early,
             "prompts": self.prompts, "reference_words": self.ref_words, "wer": round(self.wer, 4),
             "substitutions": self.subs, "deletions": self.dels, "insertions": self.ins,
             "audio_s": round(self.audio_s, 1), "wall_s": round(self.wall_s, 1),
@@ -367,18 +418,28 @@ class Result:
 
 def run_config(model: str, option: str, prompts: list[Prompt], silero: SileroModel, threads: int,
                bar: Any) -> Result:
-    engine = WhisperEngine(str(resolve(model)), AsrConfig(trim_window=OPTIONS[option], cpu_threads=threads))
+    chosen = OPTIONS[option]
+    engine = WhisperEngine(str(resolve(model)), AsrConfig(trim_window=chosen.trim_window, cpu_threads=threads))
     result = Result(model, option)
+    dialog = None
+    if chosen.early:  # the sample bank at its menu, where early ends apply
+        dialog = Dialog(load_domain(ROOT / "domains" / "bank", default_embedder()))
+        dialog.handle(CallStarted())
+
+    async def line(asr: _Timed, pcm: bytes, rate: int) -> str:
+        if chosen.path == "leg":
+            return await transcribe_line(asr, silero, pcm, rate)
+        return await transcribe_bot_turns(asr, silero, pcm, rate, chosen, dialog)
 
     async def go() -> None:
         asr = _Timed(engine)
         pcm, rate = read_wav(prompts[0].wav)
-        await transcribe_line(asr, silero, pcm, rate)  # warm-up, not scored
+        await line(asr, pcm, rate)  # warm-up, not scored
         asr.asr_s = asr.utterances = asr.fallbacks = 0
         for prompt in prompts:
             pcm, rate = read_wav(prompt.wav)
             start = time.perf_counter()
-            hypothesis = await transcribe_line(asr, silero, pcm, rate)
+            hypothesis = await line(asr, pcm, rate)
             wall = time.perf_counter() - start
             result.add(prompt, hypothesis, align(normalise(prompt.text), normalise(hypothesis)),
                        len(pcm) / 2 / rate, wall)
@@ -463,8 +524,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=lambda v: _choices(v, MODELS), default=list(MODELS),
                         help="model roles, comma-separated (default: asr,asr_base)")
-    parser.add_argument("--options", type=lambda v: _choices(v, OPTIONS), default=list(OPTIONS),
-                        help="full (30 s window) and/or trim (trim_window), comma-separated (default: both)")
+    parser.add_argument("--options", type=lambda v: _choices(v, OPTIONS), default=["full", "trim"],
+                        help="comma-separated: full, trim (the transcriber's path, 30 s window or trim_window); "
+                             "bot, guess, early (the bot's path: plain, turns cut at the guessed pause, and early "
+                             "ends too) (default: full,trim)")
     parser.add_argument("--limit", type=int, default=None, help="N prompts spread over the set: a smoke run")
     parser.add_argument("--threads", type=int, default=0, help="Whisper CPU threads (0: all cores, as the server)")
     parser.add_argument("--text", type=Path, default=TEXT, help="core-sounds-en.txt(.gz)")
@@ -503,8 +566,12 @@ def main(argv: list[str] | None = None) -> int:
                  "skipped_no_text": len(corpus.no_text), "skipped_no_audio": len(corpus.no_audio),
                  "skipped": {"no_text": corpus.no_text, "no_audio": corpus.no_audio},
                  "audio_s": round(results[0].audio_s, 1) if results else 0.0},
-        "path": "LegTranscriber (soxr stream → Silero VAD, end of turn 0.5 s → WhisperEngine.transcribe), "
-                "20 ms chunks at 8 kHz, one prompt at a time",
+        "path": {"leg": "LegTranscriber (soxr stream → Silero VAD, end of turn 0.5 s → WhisperEngine.transcribe), "
+                        "20 ms chunks at 8 kHz, one prompt at a time",
+                 "bot": "the bot pipeline's steps: 20 ms chunks resampled one by one → Silero VAD, end of turn "
+                        f"{BOT_END_OF_TURN_S} s (guess: pause candidates at {GUESS_AFTER_S} s, turns cut there; "
+                        "early: a confident whole request ends the turn at its pause, as if ASR were instant) "
+                        "→ WhisperEngine.transcribe"},
         "asr": {"compute_type": AsrConfig.compute_type, "language": AsrConfig.language, "beam_size": AsrConfig.beam_size,
                 "cpu_threads": args.threads or os.cpu_count()},
         "results": {f"{r.model}/{r.option}": r.summary() for r in results},

@@ -139,7 +139,7 @@ class Recognizer(FrameProcessor):
     A ``PauseFrame`` starts a guess: its audio is transcribed while the caller stays silent.
     The utterance that ends the turn at that pause carries the same audio and takes the
     guess's transcript instead of a decode of its own; a guess the caller talked over is
-    dropped (and, if still queued, never decoded).  When ``complete`` says a guess is a whole
+    dropped as soon as they pause again (and, if still queued, never decoded).  When ``complete`` says a guess is a whole
     request, an ``EndTurnFrame`` goes upstream so the turn ends without the rest of the
     silence."""
 
@@ -184,6 +184,10 @@ class Recognizer(FrameProcessor):
                                               ended_by=frame.ended_by, guessed=guessed))
 
     def _guess(self, frame: PauseFrame) -> None:
+        for pause_id, guess in list(self._guesses.items()):
+            if frame.pcm.startswith(guess.pcm):  # an earlier pause of this same turn: the caller went on
+                del self._guesses[pause_id]
+                guess.task.cancel()
         task = asyncio.ensure_future(self.engine.transcribe(frame.pcm, frame.sample_rate))
         self._guesses[frame.pause_id] = _Guess(frame.pcm, task)
         while len(self._guesses) > self.KEEP_GUESSES:
