@@ -16,108 +16,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import secrets
-import socket
-import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from aiortc.rtp import RtpPacket
 
-from aiortc.rtp import RtpPacket  # noqa: E402
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from voicebot.sip.message import SipResponse, parse  # noqa: E402
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ulaw_energy(payload: bytes) -> float:
-    """RMS of a PCMU payload, decoded with the G.711 formula."""
-    u = ~np.frombuffer(payload, dtype=np.uint8).astype(np.int32) & 0xFF
-    sign, exponent, mantissa = u & 0x80, (u >> 4) & 0x07, u & 0x0F
-    magnitude = ((mantissa << 3) + 0x84) << exponent
-    pcm = np.where(sign, 0x84 - magnitude, magnitude - 0x84).astype(np.float64) / 32768
-    return float(np.sqrt(np.mean(pcm ** 2))) if len(pcm) else 0.0
-
-
-class Rtp(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.arrivals: list[tuple[float, bytes]] = []
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.arrivals.append((time.monotonic(), data))
-
-
-class Sip(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.responses: asyncio.Queue[SipResponse] = asyncio.Queue()
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            message = parse(data)
-        except Exception:
-            return
-        if isinstance(message, SipResponse):
-            self.responses.put_nowait(message)
-        elif data.startswith(b"BYE "):  # the bot hung up first: say OK
-            lines = [line for line in data.decode().split("\r\n") if line.split(":")[0] in ("Via", "From", "To", "Call-ID", "CSeq")]
-            assert self.transport is not None
-            self.transport.sendto(("SIP/2.0 200 OK\r\n" + "\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode(), addr)
+from harness import ROOT, Server, ServerDidNotStart, cpu_seconds, machine, rss_mib  # noqa: E402
+from sip_caller import SipCall, ulaw_rms  # noqa: E402
 
 
 async def one_call(server: tuple[str, int], listen_s: float) -> dict:
-    loop = asyncio.get_running_loop()
-    sip_transport, sip = await loop.create_datagram_endpoint(Sip, local_addr=("127.0.0.1", 0))
-    rtp_transport, rtp = await loop.create_datagram_endpoint(Rtp, local_addr=("127.0.0.1", 0))
-    sip_port, rtp_port = sip_transport.get_extra_info("sockname")[1], rtp_transport.get_extra_info("sockname")[1]
-    call_id, tag = secrets.token_hex(8), secrets.token_hex(4)
-    sdp = (f"v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-           f"m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n")
-    head = (f"sip:bank@{server[0]}:{server[1]} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bK{{b}}\r\n"
-            f"From: <sip:bench@127.0.0.1>;tag={tag}\r\nTo: <sip:bank@{server[0]}>{{to_tag}}\r\nCall-ID: {call_id}\r\n"
-            f"Max-Forwards: 70\r\nContact: <sip:bench@127.0.0.1:{sip_port}>\r\n")
-    invite = ("INVITE " + head.format(b=secrets.token_hex(6), to_tag="") + "CSeq: 1 INVITE\r\n"
-              f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}").encode()
+    call = await SipCall(server, keep_arrivals=True).open()
     result: dict = {"ok": False}
     try:
-        sent = time.monotonic()
-        sip_transport.sendto(invite, server)
-        while True:
-            response = await asyncio.wait_for(sip.responses.get(), 10)
-            if response.status >= 200:
-                break
-        result["setup_ms"] = (time.monotonic() - sent) * 1000
+        response = await call.invite(timeout=10)
+        result["setup_ms"] = call.setup_ms
         if response.status != 200:
             result["status"] = response.status
             return result
-        to_tag = ";tag=" + (response.headers.get("To") or "").split(";tag=")[-1]
-        ack_at = time.monotonic()
-        sip_transport.sendto(("ACK " + head.format(b=secrets.token_hex(6), to_tag=to_tag) +
-                              "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n").encode(), server)
+        ack_at = call.ack()
         await asyncio.sleep(listen_s)
-        sip_transport.sendto(("BYE " + head.format(b=secrets.token_hex(6), to_tag=to_tag) +
-                              "CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").encode(), server)
-        packets = [(at, RtpPacket.parse(data)) for at, data in rtp.arrivals if len(data) >= 12]
+        call.bye()
+        packets = [(at, RtpPacket.parse(data)) for at, data in call.rtp.arrivals if len(data) >= 12]
         audio = [(at, p) for at, p in packets if p.payload_type == 0]
-        first = next((at for at, p in audio if ulaw_energy(p.payload) > 0.01), None)
+        first = next((at for at, p in audio if ulaw_rms(p.payload) > 0.01), None)
         gaps = np.diff([at for at, _ in audio]) * 1000 if len(audio) > 1 else np.array([0.0])
         expected = (audio[-1][0] - audio[0][0]) / 0.02 + 1 if audio else 1
         result.update(ok=True, first_audio_ms=(first - ack_at) * 1000 if first is not None else None,
@@ -125,21 +53,7 @@ async def one_call(server: tuple[str, int], listen_s: float) -> dict:
                       interval_jitter_ms=float(np.std(gaps)), max_gap_ms=float(np.max(gaps)))
         return result
     finally:
-        await asyncio.sleep(0.2)
-        sip_transport.close()
-        rtp_transport.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        await call.close(linger=0.2)
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -162,22 +76,15 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sip_load.json"))
     args = parser.parse_args()
     waves = [min(int(w), args.max_calls) for w in args.waves.split(",")]
-    http, sip = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
-    db = Path(f"/tmp/voicebot-sip-load-{os.getpid()}.sqlite3")
-    proc = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--port", str(http), "--sip-port", str(sip),
-                             "--db", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "VOICEBOT_SIP_TCP": "false",
-                                 "VOICEBOT_MAX_CALLS": str(max(waves)), "VOICEBOT_SIP_MAX_SETUPS_PER_S": "100"})
+    server = Server({"max_calls": max(waves), "sip_tcp": False, "sip_max_setups_per_s": 100}, log=False,
+                    ready_timeout_s=180)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("voicebot serve did not start")
-                time.sleep(0.5)
+        server.start()
+    except ServerDidNotStart:
+        raise SystemExit("voicebot serve did not start") from None
+    proc, sip = server.proc, server.sip_port
+    assert proc is not None
+    try:
         idle_rss = rss_mib(proc.pid)
         report = []
         for calls in waves:
@@ -199,16 +106,14 @@ def main() -> None:
             report.append(row)
             print(json.dumps(row), flush=True)
             time.sleep(2)
-        out = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        out = {"machine": machine(),
                "listen_s": args.listen_s, "idle_rss_mib": round(idle_rss, 1), "waves": report,
                "note": ("UAC, RTP and server on one host over 127.0.0.1; the callers stay silent, so this is SIP, RTP, "
                         "VAD and cached prompts (speech recognition load: voicebot bench latency)")}
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
         print(f"wrote {args.out}")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        db.unlink(missing_ok=True)
+        server.stop()
 
 
 if __name__ == "__main__":

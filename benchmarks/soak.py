@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -31,65 +30,27 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
+from harness import ROOT, Sampler, Server, ServerDidNotStart, free_port, machine, phone_speech  # noqa: E402
 from voicebot.config import Settings  # noqa: E402
+from voicebot.sip.rtp import g711_encode  # noqa: E402
 
 SCENARIO = ROOT / "sip" / "scenarios" / "uac_speak.xml"
 SAY = "What's my balance?"
 LISTEN_S = 3.0  # the scenario's pause before the caller speaks
-PAGE = 4096
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def caller_audio(folder: Path, seconds: float) -> float:
     """caller.ulaw: the question, then silence up to ``seconds``; returns the speech's length."""
-    from tests.speech import phone_line, piper
-    from voicebot.modelstore import resolve
-    from voicebot.pipeline.tts import PiperEngine
-    from voicebot.sip.rtp import g711_encode
-
-    model = resolve("tts")
-    pcm, rate = phone_line(*piper(PiperEngine(str(model), str(model) + ".json"), SAY))
-    assert rate == 8000, rate
+    [pcm] = phone_speech([SAY])
     pad = max(0, int(seconds * 8000) * 2 - len(pcm))
     (folder / "caller.ulaw").write_bytes(g711_encode(pcm + b"\0" * pad))
     return len(pcm) / 16000
-
-
-class Sampler(threading.Thread):
-    """The server's RSS (MiB) and CPU time every ``every`` seconds, from /proc."""
-
-    def __init__(self, pid: int, every: float) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.every = pid, every
-        self.samples: list[dict[str, float]] = []
-        self.stop = threading.Event()
-        self.t0 = time.monotonic()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                rss = int(Path(f"/proc/{self.pid}/statm").read_text().split()[1]) * PAGE / 2**20
-                fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-            except (OSError, IndexError, ValueError):
-                return
-            self.samples.append({"t_s": round(time.monotonic() - self.t0, 1), "rss_mib": round(rss, 1),
-                                 "cpu_s": round(cpu, 2)})
-            self.stop.wait(self.every)
 
 
 def slope_per_min(samples: list[dict[str, float]]) -> float:
@@ -185,27 +146,18 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="voicebot-soak-"))
     speech_s = caller_audio(work, args.hold_s)
     token = secrets.token_hex(16)
-    http, sip = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
-    db = work / "calls.sqlite3"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VOICEBOT_MAX_CALLS": str(args.concurrency),
-           "VOICEBOT_SIP_TCP": "false", "VOICEBOT_SIP_MAX_SETUPS_PER_S": str(max(10.0, 4 * rate)),
-           "VOICEBOT_API_TOKENS": json.dumps([{"name": "soak", "token": token, "role": "admin"}])}
-    log = (work / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--port", str(http),
-                               "--sip-port", str(sip), "--db", str(db)], stdout=log, stderr=subprocess.STDOUT,
-                              env=env, cwd=ROOT)
+    server = Server({"max_calls": args.concurrency, "sip_tcp": False, "sip_max_setups_per_s": max(10.0, 4 * rate),
+                     "api_tokens": [{"name": "soak", "token": token, "role": "admin"}]},
+                    work=work, ready_timeout_s=300, cwd=ROOT)
+    db = server.db
     load_before = os.getloadavg()
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    print((work / "server.log").read_text()[-3000:], file=sys.stderr)
-                    return 1
-                time.sleep(0.5)
+        try:
+            server.start()
+        except ServerDidNotStart as exc:
+            print(exc.log_tail, file=sys.stderr)
+            return 1
+        sip = server.sip_port
         sampler = Sampler(server.pid, args.sample_s)
         sampler.start()
         print(f"soak: {total} calls at {rate:.2f}/s for {args.minutes:g} min, limit {args.concurrency},"
@@ -224,12 +176,7 @@ def main() -> int:
         sampler.join()
         recs = records(db)
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        server.stop()
 
     admitted, refused = sipp_log(work)
     counts = sipp_counts(work)
@@ -252,8 +199,7 @@ def main() -> int:
     cpu_cores = ((samples[-1]["cpu_s"] - samples[0]["cpu_s"]) / (samples[-1]["t_s"] - samples[0]["t_s"])
                  if len(samples) > 1 and samples[-1]["t_s"] > samples[0]["t_s"] else None)
     report = {
-        "machine": {"cpu": platform.machine(), "cores": os.cpu_count(), "load_average_before": load_before,
-                    "load_average_after": os.getloadavg()},
+        "machine": {**machine(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "run": {"short_run": args.minutes < 10, "minutes": args.minutes, "rated_concurrency": args.concurrency,
                 "hold_s": args.hold_s, "overload": args.overload, "call_rate_per_s": round(rate, 3),
                 "calls_offered": total,
