@@ -9,9 +9,11 @@ and `make test` never set it.  A developer without those tools may set it to run
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One prompt-audio folder for the session, shared by the in-process engines and every server the
+# tests start (they inherit the environment): the first warm-up synthesises, the rest read it, and
+# nothing a developer's own server cached is played to a test.
+os.environ["VOICEBOT_PROMPT_CACHE"] = tempfile.mkdtemp(prefix="voicebot-prompts-")
+atexit.register(shutil.rmtree, os.environ["VOICEBOT_PROMPT_CACHE"], True)
 
 ROOT = Path(__file__).resolve().parents[1]
 BANK = ROOT / "domains" / "bank"

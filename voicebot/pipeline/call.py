@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
@@ -20,7 +21,7 @@ from voicebot.pipeline.frames import BotEnd
 from voicebot.pipeline.latency import TurnClock
 from voicebot.pipeline.processors import DialogProcessor, Recognizer, Synthesizer, TurnProcessor
 from voicebot.pipeline.transport import MediaInput, MediaOutput
-from voicebot.pipeline.tts import PiperEngine
+from voicebot.pipeline.tts import PiperEngine, default_prompt_dir
 from voicebot.pipeline.vad import Segmenter, SegmenterConfig, SileroModel, SmartTurnModel, SpeechScorer, WebrtcScorer
 from voicebot.records.store import RecordStore
 
@@ -40,6 +41,7 @@ class VoiceConfig:
     guess_after_s: float | None = 0.1
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     no_input_s: float = 7.0
+    prompt_dir: Path | None = field(default_factory=default_prompt_dir)  # fixed prompts' audio on disk; None: memory only
     output_rates: tuple[int, ...] = (8000, 16000, 48000)
 
 
@@ -53,7 +55,7 @@ class Engines:
             asr_path = str(resolve(asr_path))
         self.asr = WhisperEngine(asr_path, self.config.asr)
         tts_model = resolve("tts")
-        self.tts = PiperEngine(str(tts_model), str(tts_model) + ".json")
+        self.tts = PiperEngine(str(tts_model), str(tts_model) + ".json", prompt_dir=self.config.prompt_dir)
         self.silero = SileroModel(str(resolve("vad"))) if self.config.vad == "silero" else None
         self.smart_turn = SmartTurnModel(str(resolve("turn"))) if self.config.end_of_turn == "smart_turn" else None
 
