@@ -20,6 +20,7 @@ import textwrap
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -189,13 +190,22 @@ def caller_ulaw(folder: Path, seconds: int = 120) -> None:
     (folder / "caller.ulaw").write_bytes(g711_encode(pcm + b"\0" * 8000 * 2 * seconds))
 
 
-def _serve(tmp: Path, http: int, sip: int, log: Path) -> subprocess.Popen[bytes]:
-    """`voicebot serve` on the given ports and tmp's database, up and answering /healthz."""
+def _serve(tmp: Path, http: int, sip: int, log: Path, meanwhile: Callable[[], None] | None = None,
+           ) -> subprocess.Popen[bytes]:
+    """`voicebot serve` on the given ports and tmp's database, up and answering /healthz
+    (``meanwhile`` is done while it starts)."""
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "voicebot.cli", "serve", "--port", str(http),
                                  "--sip-port", str(sip), "--db", str(tmp / "calls.sqlite3")], stdout=out,
                                 stderr=subprocess.STDOUT, cwd=ROOT,
                                 env={**os.environ, "HF_HUB_OFFLINE": "1", "VOICEBOT_SIP_TCP": "false", **api_token.ENV})
+    if meanwhile is not None:
+        try:
+            meanwhile()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
     deadline = time.monotonic() + 180
     while True:
         try:
@@ -213,10 +223,9 @@ def _turns(call: dict) -> list[tuple[int, str, str]]:
 @pytest.mark.slow
 def test_kill_9_during_ten_live_calls_loses_no_finished_turn(tmp_path: Path) -> None:
     assert SIPP is not None, "sipp (Debian sip-tester) is not installed; make test installs it"
-    caller_ulaw(tmp_path)
     http, sip, log = free_port(), free_port_both(), tmp_path / "server.log"
     base = f"http://127.0.0.1:{http}"
-    server = _serve(tmp_path, http, sip, log)
+    server = _serve(tmp_path, http, sip, log, meanwhile=lambda: caller_ulaw(tmp_path))
     # 10 callers, 5 a second: each hears the greeting, asks for its balance after 3 s, and stays on
     callers = subprocess.Popen([SIPP, "-sf", str(SCENARIOS / "uac_speak.xml"), "-i", "127.0.0.1",
                                 "-p", str(free_port(socket.SOCK_DGRAM)), "-mi", "127.0.0.1",

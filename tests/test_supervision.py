@@ -42,12 +42,10 @@ CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ = 700.0, 1500.0, 1100.0
 
 
 @pytest.fixture(scope="module")
-def engines(bank_unrecorded):
-    from voicebot.pipeline.call import Engines
-
-    engines = Engines()
-    engines.warm_prompts(bank_unrecorded)
-    return engines
+def engines(voice_engines, bank_unrecorded):
+    """The session's shared engines (their prompts are the bank's: warming is a no-op)."""
+    voice_engines.warm_prompts(bank_unrecorded)
+    return voice_engines
 
 
 def tone(hz: float, seconds: float, rate: int) -> bytes:

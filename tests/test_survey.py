@@ -56,10 +56,9 @@ def test_survey_mistakes_are_reported_with_file_and_line(bank_copy: Path) -> Non
 # --------------------------------------------------------------------------- on a line (real models)
 
 @pytest.fixture(scope="module")
-def engines():  # type: ignore[no-untyped-def]
-    from voicebot.pipeline.call import Engines
-
-    return Engines()
+def engines(voice_engines):  # type: ignore[no-untyped-def]
+    """The session's shared engines (the default configuration; no survey prompt is warmed)."""
+    return voice_engines
 
 
 def survey(engines, tmp_path: Path, script: list[Step], spec: SurveySettings = SPEC,  # type: ignore[no-untyped-def]

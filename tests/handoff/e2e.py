@@ -9,6 +9,7 @@ it (``require``), it never skips."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import shutil
@@ -250,15 +251,22 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
         return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768, w.getframerate()
 
 
-def speech(text: str, rate: int, phone: bool = False) -> bytes:
-    """Piper saying ``text`` at ``rate``; through a G.711 phone line first with ``phone``."""
-    from tests.speech import phone_line, piper
-    from voicebot.audio import resample
+@functools.lru_cache(maxsize=1)
+def _voice() -> Any:
+    """The Piper voice the parties speak with, loaded once per process."""
     from voicebot.modelstore import resolve
     from voicebot.pipeline.tts import PiperEngine
 
     model = resolve("tts")
-    pcm, native = piper(PiperEngine(str(model), str(model) + ".json"), text)
+    return PiperEngine(str(model), str(model) + ".json")
+
+
+def speech(text: str, rate: int, phone: bool = False) -> bytes:
+    """Piper saying ``text`` at ``rate``; through a G.711 phone line first with ``phone``."""
+    from tests.speech import phone_line, piper
+    from voicebot.audio import resample
+
+    pcm, native = piper(_voice(), text)
     if phone:
         pcm, native = phone_line(pcm, native)
     return resample(pcm, native, rate)

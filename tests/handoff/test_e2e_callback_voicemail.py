@@ -236,14 +236,15 @@ def centre(tmp_path_factory):  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect, sync_playwright
 
     folder = tmp_path_factory.mktemp("nobody-waits")
-    message = speech(MESSAGE, 8000, phone=True)
-    wavs = {
-        "quiet": write_wav(folder / "quiet.wav", silence(150, 8000), 8000),
-        "message": write_wav(folder / "message.wav", message + silence(90, 8000), 8000),
-        "alice": write_wav(folder / "alice.wav", pulses(ALICE_HZ, 48000), 48000),
-    }
     started = time.monotonic()
     with netns.namespace() as ns, server(folder, SETTINGS, netns.SERVER_IP, 8080, 5060, ns) as srv:
+        # the parties' audio, made while the server loads its models
+        message = speech(MESSAGE, 8000, phone=True)
+        wavs = {
+            "quiet": write_wav(folder / "quiet.wav", silence(150, 8000), 8000),
+            "message": write_wav(folder / "message.wav", message + silence(90, 8000), 8000),
+            "alice": write_wav(folder / "alice.wav", pulses(ALICE_HZ, 48000), 48000),
+        }
         with sync_playwright() as p:
             browser = netns.launch_chromium(p, ns, tools["chromium"], folder, wavs["alice"], srv.base)
             page = browser.new_page()

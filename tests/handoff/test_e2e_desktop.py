@@ -84,10 +84,10 @@ def test_sip_caller_reaches_alice_on_the_desktop(tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     t0 = time.monotonic()
-    audio = make_audio(tmp_path)
     timings: dict[str, float] = {}
     with netns.namespace() as ns, server(tmp_path, SETTINGS, netns.SERVER_IP, 8080, 5060, ns) as srv:
         api, base = srv.api, srv.base
+        audio = make_audio(tmp_path)  # while the server loads its models
         caller = Baresip(tmp_path / "caller", audio["caller"], host=netns.CLIENT_IP, ns=ns)
         with sync_playwright() as p:
             browser = netns.launch_chromium(p, ns, tools["chromium"], tmp_path, audio["agent"], base)

@@ -48,17 +48,18 @@ def test_supervisor_listens_whispers_barges_and_takes_over_a_bot_call(tmp_path: 
         pytest.fail(f"this test runs in a network namespace and {reason}")
     from playwright.sync_api import expect, sync_playwright
 
-    request = speech("I'd like to speak to an agent please.", 8000, phone=True)
-    wavs = {
-        "caller": write_wav(tmp_path / "caller.wav", silence(3.5, 8000) + request + silence(150, 8000), 8000),
-        "caller_tone": write_wav(tmp_path / "caller_tone.wav", tone(CALLER_HZ, 60, 8000, 0.2), 8000),
-        "quiet": write_wav(tmp_path / "quiet.wav", silence(120, 8000), 8000),
-        "alice": write_wav(tmp_path / "alice.wav", pulses(ALICE_HZ, 48000), 48000),
-        "sue": write_wav(tmp_path / "sue.wav", pulses(SUE_HZ, 48000), 48000),
-    }
     phases: dict[str, float] = {}
     with netns.namespace() as ns, server(tmp_path, SETTINGS, netns.SERVER_IP, 8080, 5060, ns) as srv:
         api, base = srv.api, srv.base
+        # the parties' audio, made while the server loads its models
+        request = speech("I'd like to speak to an agent please.", 8000, phone=True)
+        wavs = {
+            "caller": write_wav(tmp_path / "caller.wav", silence(3.5, 8000) + request + silence(150, 8000), 8000),
+            "caller_tone": write_wav(tmp_path / "caller_tone.wav", tone(CALLER_HZ, 60, 8000, 0.2), 8000),
+            "quiet": write_wav(tmp_path / "quiet.wav", silence(120, 8000), 8000),
+            "alice": write_wav(tmp_path / "alice.wav", pulses(ALICE_HZ, 48000), 48000),
+            "sue": write_wav(tmp_path / "sue.wav", pulses(SUE_HZ, 48000), 48000),
+        }
         first = Baresip(tmp_path / "first", wavs["caller"], host=netns.CLIENT_IP, ns=ns)
         second = Baresip(tmp_path / "second", wavs["quiet"], host=netns.CLIENT_IP, ns=ns)
         for folder in ("a", "s"):

@@ -14,6 +14,7 @@ with the domain's ``max_no_input`` raised so that they do not end in the no-inpu
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import dataclasses
 import logging
@@ -54,20 +55,29 @@ def run(engines, bank, script: list, backend: Any = None):
     return run_together(engines, bank, [(script, backend)])[0]
 
 
-def run_together(engines, bank, calls: list[tuple[list, Any]]) -> list[tuple[ScriptedCall, dict]]:
+# Which of the calls run together (its index) is running: set in each call's task, inherited by
+# the pipeline's tasks, so a log line can be told apart by the call that wrote it.
+CALL_INDEX: contextvars.ContextVar[int] = contextvars.ContextVar("call_index")
+
+
+def run_together(engines, bank, calls: list[tuple[list, Any]], engines_each: Sequence[Any] | None = None,
+                 ) -> list[tuple[ScriptedCall, dict]]:
     """Whole calls (script, backend) at the same time, as a server takes them, on the shared
-    engines; each call's scripted caller and record, in order."""
+    engines (or each on its own of ``engines_each``); each call's scripted caller and record,
+    in order."""
     from voicebot.pipeline.call import run_call
 
-    async def one(script: list, backend: Any) -> tuple[ScriptedCall, dict]:
+    async def one(index: int, script: list, backend: Any) -> tuple[ScriptedCall, dict]:
+        CALL_INDEX.set(index)
         store = RecordStore(":memory:")
         call = ScriptedCall(script, input_rate=8000, output_sample_rate=8000)
-        call_id = await run_call(call, engines=engines, domain=bank, backend=backend or FakeBank(today=TODAY),
+        call_id = await run_call(call, engines=engines_each[index] if engines_each else engines, domain=bank,
+                                 backend=backend or FakeBank(today=TODAY),
                                  store=store, channel="test", caller="+15551230000", today=TODAY)
         return call, store.get_call(call_id)
 
     async def all_of_them() -> list[tuple[ScriptedCall, dict]]:
-        return list(await asyncio.wait_for(asyncio.gather(*(one(s, b) for s, b in calls)), 150))
+        return list(await asyncio.wait_for(asyncio.gather(*(one(i, s, b) for i, (s, b) in enumerate(calls))), 150))
 
     return asyncio.run(all_of_them())
 
@@ -243,24 +253,68 @@ ASR_FAULTS = {
 }
 
 
-@pytest.mark.parametrize("faults", [("raises", "hangs", "answers None"),
-                                    ("answers NaN", "answers nonsense", "answers nothing")],
-                         ids=["raises-hangs-None", "NaN-nonsense-nothing"])
-def test_a_failing_recogniser_reprompts_and_the_call_goes_on(engines, bank, monkeypatch, caplog,
-                                                             faults: tuple[str, ...]) -> None:
-    """The caller's answers are lost one after another, each in its own way: every time the bot
-    asks again instead of waiting, and the answer after the last lost one goes through."""
+# Each failing-recogniser test's faults, one call each.
+RECOGNISER_FAULTS = {"raises-hangs-None": ("raises", "hangs", "answers None"),
+                     "NaN-nonsense-nothing": ("answers NaN", "answers nonsense", "answers nothing")}
+
+
+class CallLog(logging.Handler):
+    """The log records of the calls run together, by the call that wrote them (``CALL_INDEX``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.by_call: dict[int | None, list[logging.LogRecord]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.by_call.setdefault(CALL_INDEX.get(None), []).append(record)
+
+
+@pytest.fixture(scope="module")
+def recogniser_calls(engines, bank) -> dict[str, Any]:
+    """The failing-recogniser calls, all at once (each is ~50 s of real time, mostly the bot
+    talking): for each id its call, its record and its log records; and the failure counters'
+    rises over the run, with every call's reasons (the counters are the process's, not a call's)."""
     from voicebot.pipeline import processors
 
-    if "hangs" in faults:  # the real recogniser must still fit in it on a busy machine
-        monkeypatch.setattr(processors, "ASR_TIMEOUT_S", 5.0)
-    reasons = [ASR_FAULTS[f][0] for f in faults if ASR_FAULTS[f][0] is not None]
+    ids = list(RECOGNISER_FAULTS)
+    all_faults = [f for faults in RECOGNISER_FAULTS.values() for f in faults]
+    reasons = [ASR_FAULTS[f][0] for f in all_faults if ASR_FAULTS[f][0] is not None]
     before = {reason: failures("asr", reason) for reason in reasons}
     digits = speech(engines, "four five six seven")
-    script = [*ASK_BALANCE, AwaitBot(), *[digits, AwaitBot(timeout_s=20)] * len(faults), digits, AwaitBot()]
-    with caplog.at_level(logging.WARNING, logger="voicebot.pipeline.processors"):
-        call, record = run(with_parts(engines, asr=FlakyAsr(engines.asr, faults)),
-                           patient(bank, max_no_input=len(faults) + 1), script)
+    calls = []
+    for key in ids:
+        faults = RECOGNISER_FAULTS[key]
+        calls.append(([*ASK_BALANCE, AwaitBot(), *[digits, AwaitBot(timeout_s=20)] * len(faults), digits, AwaitBot()],
+                      None))
+    max_no_input = max(len(faults) for faults in RECOGNISER_FAULTS.values()) + 1
+    logger = logging.getLogger("voicebot.pipeline.processors")
+    handler, level = CallLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    with pytest.MonkeyPatch.context() as mp:
+        if "hangs" in all_faults:  # the real recogniser must still fit in it on a busy machine
+            mp.setattr(processors, "ASR_TIMEOUT_S", 5.0)
+        try:
+            results = run_together(engines, patient(bank, max_no_input=max_no_input), calls,
+                                   [with_parts(engines, asr=FlakyAsr(engines.asr, RECOGNISER_FAULTS[key]))
+                                    for key in ids])
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+    return {"calls": {key: (call, record, handler.by_call.get(i, []))
+                      for i, (key, (call, record)) in enumerate(zip(ids, results))},
+            "risen": {reason: failures("asr", reason) - before[reason] for reason in set(reasons)},
+            "reasons": reasons}
+
+
+@pytest.mark.parametrize("faults", list(RECOGNISER_FAULTS.values()), ids=list(RECOGNISER_FAULTS))
+def test_a_failing_recogniser_reprompts_and_the_call_goes_on(recogniser_calls, bank, faults: tuple[str, ...]) -> None:
+    """The caller's answers are lost one after another, each in its own way: every time the bot
+    asks again instead of waiting, and the answer after the last lost one goes through.  (Its
+    call runs at the same time as the other way of failing's, in ``recogniser_calls``.)"""
+    key = next(k for k, v in RECOGNISER_FAULTS.items() if v == faults)
+    call, record, log_records = recogniser_calls["calls"][key]
+    reasons = [ASR_FAULTS[f][0] for f in faults if ASR_FAULTS[f][0] is not None]
     texts = [t["text"] for t in bot_turns(record)]
     # each lost answer: the bot asks again at once instead of waiting for it ...
     question = prompt(bank, "ask_account_digits")
@@ -273,9 +327,14 @@ def test_a_failing_recogniser_reprompts_and_the_call_goes_on(engines, bank, monk
     assert any(t["rule"] == "slot_filled:account_last4" for t in record["turns"] if t["speaker"] == "caller")
     # each failure is recorded and counted as what it was; an answer that is a transcript is none
     assert [e["data"] for e in events(record, "asr_failed")] == [{"reason": r} for r in reasons]
+    all_reasons = recogniser_calls["reasons"]  # every call's: the counter is the process's
     for reason in set(reasons):
-        assert failures("asr", reason) == before[reason] + reasons.count(reason), reason
-        assert any("speech recognition failed (%s)" % reason in r.getMessage() for r in caplog.records)
+        assert recogniser_calls["risen"][reason] == all_reasons.count(reason), reason
+        assert any("speech recognition failed (%s)" % reason in r.getMessage() for r in log_records)
+    # this call's log: a warning for each failure, of its reason, and none other
+    assert sorted(r.getMessage().split(")")[0] for r in log_records
+                  if r.getMessage().startswith("speech recognition failed")) == sorted(
+        f"speech recognition failed ({r}" for r in reasons), [r.getMessage() for r in log_records]
 
 
 # ------------------------------------------------------------------ a failing voice

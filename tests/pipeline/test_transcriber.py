@@ -23,8 +23,9 @@ SECOND = "My phone is not working"
 
 
 @pytest.fixture(scope="module")
-def engines() -> Engines:
-    return Engines()
+def engines(voice_engines) -> Engines:
+    """The session's shared engines (the default configuration)."""
+    return voice_engines
 
 
 def words(text: str) -> list[str]:

@@ -75,12 +75,11 @@ def secure_bank(embedder, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def engines(secure_bank):  # type: ignore[no-untyped-def]
-    from voicebot.pipeline.call import Engines
-
-    engines = Engines()
-    engines.warm_prompts(secure_bank)
-    return engines
+def engines(voice_engines, secure_bank):  # type: ignore[no-untyped-def]
+    """The session's shared engines, with this domain's prompts warmed too (only its short menu
+    and its security-code question are not the bank's)."""
+    voice_engines.warm_prompts(secure_bank)
+    return voice_engines
 
 
 PhoneCaller = ScriptedCall  # its audio reaches the leg's taps as an edge's put() hands it
