@@ -100,11 +100,14 @@ class Option:
     trim_window: bool = False
     guess: bool = False  # utterances cut at the pause candidate (asr_guess_after_s), as guessed
     early: bool = False  # a pause whose guess is a confident whole request ends the turn there
+    min_window_s: float = AsrConfig.min_window_s  # with trim_window: the shortest window
 
 
 OPTIONS = {
     "full": Option("leg"), "trim": Option("leg", trim_window=True),
     "bot": Option("bot"), "guess": Option("bot", guess=True), "early": Option("bot", guess=True, early=True),
+    "early_trim16": Option("bot", trim_window=True, guess=True, early=True, min_window_s=16.0),
+    "trim16": Option("leg", trim_window=True, min_window_s=16.0),
 }
 GUESS_AFTER_S = 0.1  # the asr_guess_after_s default
 BOT_END_OF_TURN_S = 0.25  # the end_of_turn_s default
@@ -403,7 +406,8 @@ class Result:
         worst = sorted(self.scored, key=lambda s: (-s["wer"], -s["errors"], s["name"]))[:WORST]
         return {
             "model_role": self.model, "model": MODELS[self.model], "path": OPTIONS[self.option].path,
-            "trim_window": OPTIONS[self.option].trim_window, "guess": OPTIONS[self.option].guess,
+            "trim_window": OPTIONS[self.option].trim_window, "min_window_s": OPTIONS[self.option].min_window_s,
+            "guess": OPTIONS[self.option].guess,
             "early_end": OPTIONS[self.option].early,
             "prompts": self.prompts, "reference_words": self.ref_words, "wer": round(self.wer, 4),
             "substitutions": self.subs, "deletions": self.dels, "insertions": self.ins,
@@ -419,7 +423,8 @@ class Result:
 def run_config(model: str, option: str, prompts: list[Prompt], silero: SileroModel, threads: int,
                bar: Any) -> Result:
     chosen = OPTIONS[option]
-    engine = WhisperEngine(str(resolve(model)), AsrConfig(trim_window=chosen.trim_window, cpu_threads=threads))
+    engine = WhisperEngine(str(resolve(model)), AsrConfig(trim_window=chosen.trim_window, cpu_threads=threads,
+                                                          min_window_s=chosen.min_window_s))
     result = Result(model, option)
     dialog = None
     if chosen.early:  # the sample bank at its menu, where early ends apply
@@ -527,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--options", type=lambda v: _choices(v, OPTIONS), default=["full", "trim"],
                         help="comma-separated: full, trim (the transcriber's path, 30 s window or trim_window); "
                              "bot, guess, early (the bot's path: plain, turns cut at the guessed pause, and early "
-                             "ends too) (default: full,trim)")
+                             "ends too), early_trim16 and trim16 (trim_window with a 16 s shortest window) "
+                             "(default: full,trim)")
     parser.add_argument("--limit", type=int, default=None, help="N prompts spread over the set: a smoke run")
     parser.add_argument("--threads", type=int, default=0, help="Whisper CPU threads (0: all cores, as the server)")
     parser.add_argument("--text", type=Path, default=TEXT, help="core-sounds-en.txt(.gz)")

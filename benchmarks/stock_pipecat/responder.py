@@ -123,8 +123,8 @@ class Responder:
         asked, self.pending = self.pending, None
         last4 = spoken_digits(self.account or "")
         if asked == "balance":
-            return f"The balance of your checking account ending in {last4} is $2,450.75. {ANYTHING_ELSE}"
-        return f"Your last 3 transactions on your checking account were: {_transactions()}. {ANYTHING_ELSE}"
+            return f"For your checking account ending in {last4}, the balance is $2,450.75. {ANYTHING_ELSE}"
+        return f"On your checking account, your last 3 transactions were: {_transactions()}. {ANYTHING_ELSE}"
 
     def _confirm_card(self) -> str:
         self.pending = "confirm_card"

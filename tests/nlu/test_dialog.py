@@ -65,7 +65,7 @@ def test_balance_by_speech(bank) -> None:
     assert isinstance(ask, Ask) and ask.slot == "account_last4" and ask.expect == "digits" and ask.max_digits == 4
     assert call.dialog.trace[-1].intent == "check_balance" and call.dialog.trace[-1].rule == "intent:check_balance"
     call.say("four five six seven")
-    assert "balance of your checking account ending in 4 5 6 7 is $2,450.75" in call.text
+    assert "your checking account ending in 4 5 6 7, the balance is $2,450.75" in call.text
     assert "anything else" in call.text
     call.say("no thanks, that's all")
     assert call.hung_up and call.dialog.ended

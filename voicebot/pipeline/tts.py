@@ -28,6 +28,23 @@ from voicebot.audio import resample
 log = logging.getLogger(__name__)
 
 _FIELD = re.compile(r"\{[^{}]*\}")
+_CLAUSE_END = re.compile(r"[,;:](?=\s)")
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def lead_clause(text: str) -> list[str]:
+    """A reply synthesised live, split after its first clause ("For your checking account
+    ending in 4567," | "the balance is …"): Piper voices a sentence at a time, so the caller
+    hears the start of a long first sentence while its end is still being synthesised.  Split
+    only at a comma, semicolon or colon inside the first sentence, after three words or more:
+    where a speaker pauses anyway."""
+    sentence_end = _SENTENCE_END.search(text)
+    limit = sentence_end.start() if sentence_end else len(text)
+    for mark in _CLAUSE_END.finditer(text, 0, limit):
+        head, tail = text[: mark.end()].strip(), text[mark.end():].strip()
+        if len(head.split()) >= 3 and tail:
+            return [head, tail]
+    return [text]
 
 
 @dataclass
@@ -151,7 +168,7 @@ class PiperEngine:
 
         def produce() -> None:
             try:
-                for pcm in self.sentences(text):
+                for pcm in (pcm for part in lead_clause(text) for pcm in self.sentences(part)):
                     loop.call_soon_threadsafe(queue.put_nowait, resample(pcm, self.sample_rate, sample_rate))
             except Exception:
                 log.exception("tts failed for %.80r", text)
