@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # the voice-path and SIP issues add espeak-ng, sox, sip-tester, baresip-core and chromium here.
 TEST_DEBS := espeak-ng sox chromium iproute2 sip-tester baresip-core asterisk-moh-opsound-wav
 
-.PHONY: run test install test-deps bench-nlu bench-wer soak clean
+.PHONY: run test install test-deps bench-deps bench-nlu bench-wer bench-sip soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ WER_DEBS := asterisk-core-sounds-en-wav asterisk-core-sounds-en
 bench-wer: $(STAMP)
 	$(MAKE) --no-print-directory test-deps TEST_DEBS="$(WER_DEBS)"
 	$(PY) benchmarks/asr_wer.py $(WER_ARGS)
+
+# Benchmarks plot their results (matplotlib, the `bench` extra).
+bench-deps: $(STAMP)
+	$(PIP) install -q -e ".[dev,bench]"
+
+# SIP callers that speak, sweeping 1, 2, 4, 8... at once: wire latency per stage, intent accuracy, CPU and RSS (~10 min).
+# `make bench-sip SIP_ARGS="--levels 1,2 --turns 2 --memory-calls 0"` for a short run; `--set key=value` changes a server setting.
+bench-sip: bench-deps
+	$(PY) benchmarks/sip_latency.py $(SIP_ARGS)
 
 # SIPp callers that speak, at a fixed rate for 10 minutes: `make soak SOAK_ARGS="--minutes 2"` for a short run.
 soak: $(STAMP) test-deps

@@ -82,7 +82,7 @@ async def _one_call(engines: Any, domain: Any, pcm: bytes, rate: int, label: str
             **({k: v for k, v in turn["timings"].items()} if turn else {})}
 
 
-def run_latency(out: Path, voices: tuple[str, ...] = ("piper", "espeak"), trim_window: bool = False,
+def run_latency(out: Path, voices: tuple[str, ...] = ("piper", "espeak"), trim_window: bool = True,
                 end_of_turn: str = "silence") -> dict[str, Any]:
     from voicebot.nlu.nlu import default_embedder, load_domain
     from voicebot.pipeline.asr import AsrConfig

@@ -329,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["latency"])
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "latency_cpu.json")
     p.add_argument("--voices", default="piper,espeak", help="comma-separated: piper, espeak")
-    p.add_argument("--asr-trim-window", action="store_true", help="trimmed Whisper window (faster, less exact)")
+    p.add_argument("--asr-trim-window", action=argparse.BooleanOptionalAction, default=True,
+                   help="trimmed Whisper window, as the server's default (--no-asr-trim-window: the full 30 s)")
     p.add_argument("--end-of-turn", choices=["silence", "smart_turn"], default="silence")
     p.set_defaults(func=cmd_bench)
 

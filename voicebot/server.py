@@ -111,7 +111,8 @@ def serve(settings: Settings) -> int:
     engines = Engines(VoiceConfig(
         asr_model=settings.asr_model,
         asr=AsrConfig(device=settings.asr_device, compute_type=settings.asr_compute_type,
-                      language=settings.asr_language, trim_window=settings.asr_trim_window),
+                      language=settings.asr_language, trim_window=settings.asr_trim_window,
+                      min_window_s=settings.asr_min_window_s),
         vad=settings.vad, end_of_turn=settings.end_of_turn, segmenter=SegmenterConfig(end_of_turn_s=settings.end_of_turn_s),
         guess_after_s=settings.asr_guess_after_s, no_input_s=settings.no_input_s))
     embedder = default_embedder()

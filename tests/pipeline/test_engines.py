@@ -39,12 +39,18 @@ def test_transcribes_phone_quality_speech(asr: WhisperEngine, tts: PiperEngine, 
     # espeak through mu-law is hard on tiny.en ("lost" may come back as "locked"): the words
     # the dialog needs must survive
     assert "my card" in words(result.text) and "block" in words(result.text), result
-    assert result.window_s == 30 and not result.full_window_fallback  # the default: exact, not trimmed
+    assert result.window_s == 16 or result.full_window_fallback  # the default: trimmed to 16 s
     assert 0 < result.confidence <= 1
 
 
+def test_the_full_window_is_a_setting_away(tts: PiperEngine) -> None:
+    full = WhisperEngine(str(resolve("asr")), AsrConfig(trim_window=False))
+    result = full.transcribe_pcm(*piper(tts, "I lost my card."))
+    assert result.window_s == 30 and {"lost", "card"} <= set(words(result.text).split())
+
+
 def test_trimmed_window_keeps_the_words_that_matter(tts: PiperEngine) -> None:
-    trimmed = WhisperEngine(str(resolve("asr")), AsrConfig(trim_window=True))
+    trimmed = WhisperEngine(str(resolve("asr")), AsrConfig(trim_window=True, min_window_s=8.0))
     for text, needed in [("What's my balance?", {"balance"}), ("I lost my card.", {"lost", "card"}),
                          ("I want to pay twenty five dollars from my savings account.", {"pay", "25", "savings"})]:
         result = trimmed.transcribe_pcm(*piper(tts, text))

@@ -1,12 +1,13 @@
 """Speech recognition: one CTranslate2 Whisper model per process, shared by every call.
 
 Latency: stock Whisper pads every utterance to a 30 s window, so a one-second "what's my
-balance" costs a full 30 s encoder pass (~280 ms for tiny.en on two cores).  With
-``trim_window`` the encoder sees only the utterance plus a few seconds of silence (the silence
-is what lets the decoder find the end of speech instead of looping), ~50 ms; when the decoder
-still loops or runs to its length limit, that utterance is decoded again with the full window.
-Trimming is off by default: on phone-line test speech it raised word error from 11.6 % to
-14.4 % (benchmarks/results/asr_window.json), and the full window already fits the budget.
+balance" costs a full 30 s encoder pass (~650 ms for tiny.en on the 2-core development machine,
+whose attention grows with the square of the window).  With ``trim_window`` (the default) the
+encoder sees the utterance plus silence, at least ``min_window_s`` (16 s: ~230 ms); the silence
+is what lets the decoder find the end of speech instead of looping, and when it still loops or
+runs to its length limit that utterance is decoded again with the full window.  Measured on
+551 telephone prompts (benchmarks/README.md): +0.46 points of word error on the transcriber's
+path, +0.43 with every speed option of the bot's path; an 8 s window costs +0.67.
 
 Concurrency: calls submit utterances to a queue; a single worker takes what has arrived
 within a few milliseconds (up to ``max_batch``) and decodes them as one batch, which is what
@@ -55,8 +56,8 @@ class AsrConfig:
     cpu_threads: int = 0  # 0: all cores
     language: str | None = "en"  # None: detect (multilingual models)
     silence_pad_s: float = 6.0
-    min_window_s: float = 8.0
-    trim_window: bool = False  # measured: 5x faster, but ~3 points more WER on phone audio
+    min_window_s: float = 16.0
+    trim_window: bool = True  # 3-4x faster on CPU for under half a point of WER (see above)
     max_batch: int = 8
     batch_wait_s: float = 0.005
     beam_size: int = 1
