@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # the voice-path and SIP issues add espeak-ng, sox, sip-tester, baresip-core and chromium here.
 TEST_DEBS := espeak-ng sox chromium iproute2 sip-tester baresip-core asterisk-moh-opsound-wav
 
-.PHONY: run test install test-deps bench-deps bench-nlu bench-wer bench-sip soak clean
+.PHONY: run test install test-deps bench-deps bench-nlu bench-wer bench-sip bench-webrtc soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ bench-deps: $(STAMP)
 # `make bench-sip SIP_ARGS="--levels 1,2 --turns 2 --memory-calls 0"` for a short run; `--set key=value` changes a server setting.
 bench-sip: bench-deps
 	$(PY) benchmarks/sip_latency.py $(SIP_ARGS)
+
+# voicebot against a stock pipecat 1.14 bot over WebRTC: one aiortc caller, the same utterances, back to back
+# (~5 min on 2 cores; needs root for its network namespace).  `make bench-webrtc WEBRTC_ARGS="--stacks voicebot"`.
+bench-webrtc: bench-deps
+	$(MAKE) --no-print-directory test-deps TEST_DEBS="iproute2"
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) $(PY) benchmarks/webrtc_latency.py $(WEBRTC_ARGS)
 
 # SIPp callers that speak, at a fixed rate for 10 minutes: `make soak SOAK_ARGS="--minutes 2"` for a short run.
 soak: $(STAMP) test-deps

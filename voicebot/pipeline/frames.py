@@ -122,7 +122,7 @@ class BotAudioFrame(DataFrame):
     text: str = ""
     turn: int = 0
     first: bool = False
-    last: bool = False
+    last: bool = False  # the prompt's end: a frame of its own, without audio
     cached: bool = False
 
 

@@ -249,23 +249,20 @@ class Synthesizer(FrameProcessor):
         if not isinstance(frame, BotSpeechFrame):
             await self.push_frame(frame, direction)
             return
-        previous: bytes | None = None
-        first = True
+        spoken = False
         cached = False
         reason: str | None = None
         chunks = None
         try:
             cached = self.engine.is_cached(frame.text, self.sample_rate)
             chunks = self.engine.stream(frame.text, self.sample_rate)
-            while True:  # hold one chunk back so the last one can say so
+            while True:  # each chunk goes out as soon as it is made: the caller waits for the first
                 try:
                     pcm = await asyncio.wait_for(anext(chunks), TTS_TIMEOUT_S)
                 except StopAsyncIteration:
                     break
-                if previous is not None:
-                    await self.push_frame(self._audio(frame, previous, first, False, cached))
-                    first = False
-                previous = pcm
+                await self.push_frame(self._audio(frame, pcm, not spoken, False, cached))
+                spoken = True
         except TimeoutError:
             reason, detail = "timeout", f"no audio within {TTS_TIMEOUT_S:g} s"
         except Exception as exc:
@@ -274,8 +271,8 @@ class Synthesizer(FrameProcessor):
             if chunks is not None:
                 with contextlib.suppress(Exception):
                     await chunks.aclose()
-        if previous is not None:
-            await self.push_frame(self._audio(frame, previous, first, True, cached))
+        if spoken:  # the prompt's end, without audio of its own
+            await self.push_frame(self._audio(frame, b"", False, True, cached))
         elif reason is None:
             reason, detail = "no_audio", "the voice produced no audio"
         if reason is None:
@@ -285,7 +282,7 @@ class Synthesizer(FrameProcessor):
         FAILURES.labels("tts", reason).inc()
         await self.push_frame(PromptFailedFrame(turn=frame.turn, text=frame.text, prompt=frame.prompt, reason=reason),
                               FrameDirection.UPSTREAM)
-        if previous is None:
+        if not spoken:
             await self.push_frame(PromptSkippedFrame(turn=frame.turn))
 
     def _audio(self, frame: BotSpeechFrame, pcm: bytes, first: bool, last: bool, cached: bool) -> BotAudioFrame:

@@ -121,7 +121,8 @@ class MediaOutput(FrameProcessor):
             self._placed.append(_Placed(frame.turn, frame.text, position, position))
             await self.push_frame(FirstAudioFrame(turn=frame.turn, at=time.monotonic(), cached=frame.cached),
                                   FrameDirection.UPSTREAM)
-        await self.stream.write(frame.pcm, frame.sample_rate)
+        if frame.pcm:  # the last frame of a prompt may only mark its end
+            await self.stream.write(frame.pcm, frame.sample_rate)
         if self._placed:
             self._placed[-1].end_ms = position + len(frame.pcm) / 2 / frame.sample_rate * 1000
         if frame.last:
