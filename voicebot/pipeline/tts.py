@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from voicebot.audio import resample
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,19 @@ log = logging.getLogger(__name__)
 _FIELD = re.compile(r"\{[^{}]*\}")
 _CLAUSE_END = re.compile(r"[,;:](?=\s)")
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+
+
+def trim_lead(pcm: bytes, rate: int, keep_s: float = 0.01, floor_dbfs: float = -45.0) -> bytes:
+    """Piper starts each text with 30-50 ms of near silence: dead air before the caller hears
+    the answer.  Cut it to ``keep_s`` before the first 10 ms slice above ``floor_dbfs``."""
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    step = max(1, int(rate * 0.01))
+    floor = 32768 * 10 ** (floor_dbfs / 20)
+    for start in range(0, len(samples) - step + 1, step):
+        piece = samples[start:start + step].astype(np.float32)
+        if float(np.sqrt(np.mean(piece * piece))) > floor:
+            return samples[max(0, start - int(rate * keep_s)):].tobytes()
+    return pcm
 
 
 def lead_clause(text: str) -> list[str]:
@@ -56,14 +71,18 @@ class TtsStats:
 
 class PromptFiles:
     """Native-rate sentences of fixed prompts on disk, one file per text.  The key holds the
-    voice file's name, size and mtime and piper's version, so another voice never answers."""
+    voice file's name, size and mtime, piper's version and how the audio was made (``FORMAT``:
+    raise it when ``sentences`` changes its output), so other audio never answers."""
+
+    FORMAT = 2  # 2: leading dead air trimmed
 
     def __init__(self, folder: Path, model_path: str) -> None:
         import importlib.metadata
 
         self.folder = folder
         stat = os.stat(model_path)
-        self._voice = f"{Path(model_path).name}:{stat.st_size}:{stat.st_mtime_ns}:{importlib.metadata.version('piper-tts')}"
+        self._voice = (f"{self.FORMAT}:{Path(model_path).name}:{stat.st_size}:{stat.st_mtime_ns}:"
+                       f"{importlib.metadata.version('piper-tts')}")
 
     def _path(self, text: str) -> Path:
         return self.folder / (hashlib.sha256(f"{self._voice}\0{text}".encode()).hexdigest() + ".pcm")
@@ -122,8 +141,9 @@ class PiperEngine:
         config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if deterministic else None
         with self._lock:
             start = time.perf_counter()
-            for chunk in self.voice.synthesize(text, config):
-                yield chunk.audio_int16_bytes
+            for index, chunk in enumerate(self.voice.synthesize(text, config)):
+                pcm = chunk.audio_int16_bytes
+                yield trim_lead(pcm, self.sample_rate) if index == 0 else pcm
             self.stats.synth_seconds += time.perf_counter() - start
 
     def synthesize(self, text: str, sample_rate: int) -> list[bytes]:
