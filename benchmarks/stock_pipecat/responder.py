@@ -123,7 +123,7 @@ class Responder:
         asked, self.pending = self.pending, None
         last4 = spoken_digits(self.account or "")
         if asked == "balance":
-            return f"For your checking account ending in {last4}, the balance is $2,450.75. {ANYTHING_ELSE}"
+            return f"Your balance is $2,450.75, in your checking account ending in {last4}. {ANYTHING_ELSE}"
         return f"On your checking account, your last 3 transactions were: {_transactions()}. {ANYTHING_ELSE}"
 
     def _confirm_card(self) -> str:

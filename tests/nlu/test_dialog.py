@@ -65,7 +65,7 @@ def test_balance_by_speech(bank) -> None:
     assert isinstance(ask, Ask) and ask.slot == "account_last4" and ask.expect == "digits" and ask.max_digits == 4
     assert call.dialog.trace[-1].intent == "check_balance" and call.dialog.trace[-1].rule == "intent:check_balance"
     call.say("four five six seven")
-    assert "your checking account ending in 4 5 6 7, the balance is $2,450.75" in call.text
+    assert "balance is $2,450.75, in your checking account ending in 4 5 6 7" in call.text
     assert "anything else" in call.text
     call.say("no thanks, that's all")
     assert call.hung_up and call.dialog.ended
@@ -75,7 +75,7 @@ def test_balance_by_keyed_digits(bank) -> None:
     call = Call(bank)
     call.say("how much money do I have in my account")
     call.press("1234")
-    assert "savings account ending in 1 2 3 4 is $10,200.00" in call.text
+    assert "balance is $10,200.00, in your savings account ending in 1 2 3 4" in call.text
 
 
 def test_balance_unknown_account_transfers(bank) -> None:

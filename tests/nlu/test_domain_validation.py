@@ -62,7 +62,7 @@ def test_flow_references_missing_slot(bank_copy: Path) -> None:
 
 def test_prompt_uses_unknown_slot(bank_copy: Path) -> None:
     prompts = bank_copy / "prompts.yaml"
-    edit(prompts, "ending in {account_last4} is", "ending in {acount_last4} is")
+    edit(prompts, "ending in {account_last4}.", "ending in {acount_last4}.")
     line = line_of(prompts, "{acount_last4}")
     assert any(p.startswith(f"{prompts}:{line}:") and "{acount_last4}" in p for p in problems(bank_copy))
 

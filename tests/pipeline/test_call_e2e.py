@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 CALL_ID = "e2e-call"  # each call's id, so that its script can wait for what its record says
-BALANCE = "For your checking account ending in 4 5 6 7, the balance is $2,450.75."
+BALANCE = "Your balance is $2,450.75, in your checking account ending in 4 5 6 7."
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_balance_spoken_then_lost_card_keyed(engines, bank_unrecorded) -> None:
     rules = [t["rule"] for t in turns]
     assert "check_balance" in intents, turns
     assert any(r and r.startswith("slot_filled") and "account_last4" in r for r in rules), [(t["text"], t["rule"]) for t in turns]
-    assert "your checking account ending in 4 5 6 7, the balance is $2,450.75" in bot_text(record)
+    assert "balance is $2,450.75, in your checking account ending in 4 5 6 7" in bot_text(record)
     assert "lost_card" in intents
     assert any(t["text"] == "[DTMF •]" for t in turns)  # the card's digits are a sensitive slot: masked
     assert "debit card ending in 4 3 2 1 is now blocked" in bot_text(record)
