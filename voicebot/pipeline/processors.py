@@ -139,9 +139,9 @@ class Recognizer(FrameProcessor):
     A ``PauseFrame`` starts a guess: its audio is transcribed while the caller stays silent.
     The utterance that ends the turn at that pause carries the same audio and takes the
     guess's transcript instead of a decode of its own; a guess the caller talked over is
-    dropped as soon as they pause again (and, if still queued, never decoded).  When ``complete`` says a guess is a whole
-    request, an ``EndTurnFrame`` goes upstream so the turn ends without the rest of the
-    silence."""
+    dropped as soon as they pause again or the turn ends (and, if still queued, never
+    decoded).  When ``complete`` says a guess is a whole request, an ``EndTurnFrame`` goes
+    upstream so the turn ends without the rest of the silence."""
 
     KEEP_GUESSES = 3
 
@@ -160,7 +160,7 @@ class Recognizer(FrameProcessor):
             await self.push_frame(frame, direction)
             return
         guess = self._guesses.pop(frame.pause_id, None) if frame.pause_id else None
-        self._drop_guesses()  # older pauses: the caller went on talking after them
+        self._drop_guesses(within=frame.pcm)  # this turn's earlier pauses: the caller went on after them
         guessed = guess is not None and guess.pcm == frame.pcm
         if guess is not None and not guessed:
             guess.task.cancel()
@@ -184,10 +184,7 @@ class Recognizer(FrameProcessor):
                                               ended_by=frame.ended_by, guessed=guessed))
 
     def _guess(self, frame: PauseFrame) -> None:
-        for pause_id, guess in list(self._guesses.items()):
-            if frame.pcm.startswith(guess.pcm):  # an earlier pause of this same turn: the caller went on
-                del self._guesses[pause_id]
-                guess.task.cancel()
+        self._drop_guesses(within=frame.pcm)  # an earlier pause of this same turn: the caller went on
         task = asyncio.ensure_future(self.engine.transcribe(frame.pcm, frame.sample_rate))
         self._guesses[frame.pause_id] = _Guess(frame.pcm, task)
         while len(self._guesses) > self.KEEP_GUESSES:
@@ -205,10 +202,13 @@ class Recognizer(FrameProcessor):
         if current is not None and current.task is task and fields is not None and self.complete(fields[0]):
             await self.push_frame(EndTurnFrame(pause_id=pause_id), FrameDirection.UPSTREAM)
 
-    def _drop_guesses(self) -> None:
-        for guess in self._guesses.values():
-            guess.task.cancel()
-        self._guesses.clear()
+    def _drop_guesses(self, within: bytes | None = None) -> None:
+        """Cancel the guesses whose audio starts ``within`` (earlier pauses of the same turn),
+        or all of them; a guess for a later turn's pause, already here, is kept."""
+        for pause_id, guess in list(self._guesses.items()):
+            if within is None or within.startswith(guess.pcm):
+                del self._guesses[pause_id]
+                guess.task.cancel()
 
     async def cleanup(self) -> None:
         self._drop_guesses()
