@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results"
-SERVER_IP, CLIENT_IP = "198.18.0.1", "198.18.0.2"
+from tests.netns import SERVER_IP  # noqa: E402
 PORTS = {"voicebot": 8080, "pipecat": 8081}
 NS_ENV = "WEBRTC_LATENCY_NETNS"
 RATE = 48000
@@ -93,28 +93,18 @@ SCRIPT = [
 # -- the network namespace ------------------------------------------------------------------
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 def in_namespace(argv: list[str]) -> int:
-    """Run this script again inside a fresh namespace with a veth pair; remove it after."""
-    if os.geteuid() != 0:
-        print("webrtc_latency: needs root to create a network namespace (ip netns)", file=sys.stderr)
+    """Run this script again inside a fresh namespace with a veth pair (the tests' own); remove
+    it after."""
+    from tests import netns
+
+    why_not = netns.available()
+    if why_not is not None:
+        print(f"webrtc_latency: {why_not}", file=sys.stderr)
         return 2
-    name = f"vbbench-{uuid.uuid4().hex[:8]}"
-    _ip("netns", "add", name)
-    try:
-        _ip("-n", name, "link", "set", "lo", "up")
-        _ip("-n", name, "link", "add", "vb0", "type", "veth", "peer", "name", "vb1")
-        _ip("-n", name, "addr", "add", f"{SERVER_IP}/24", "dev", "vb0")
-        _ip("-n", name, "addr", "add", f"{CLIENT_IP}/24", "dev", "vb1")
-        _ip("-n", name, "link", "set", "vb0", "up")
-        _ip("-n", name, "link", "set", "vb1", "up")
-        return subprocess.run(["ip", "netns", "exec", name, sys.executable, __file__, *argv],
+    with netns.namespace() as name:
+        return subprocess.run([*netns.exec_prefix(name), sys.executable, __file__, *argv],
                               env={**os.environ, NS_ENV: name}).returncode
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
 
 
 # -- the utterances -------------------------------------------------------------------------
