@@ -25,10 +25,10 @@ from decimal import Decimal
 from typing import Any, Union
 
 from voicebot.nlu import entities
-from voicebot.nlu.turn_end import sounds_finished
 from voicebot.nlu.domain import DTMF_KEYS, OUT_OF_SCOPE, Slot, Step, TransferSpec
 from voicebot.nlu.intents import IntentPrediction
 from voicebot.nlu.nlu import Domain
+from voicebot.nlu.turn_end import sounds_finished
 
 log = logging.getLogger(__name__)
 

@@ -59,6 +59,7 @@ def holds_number(text: str) -> bool:
 
 
 def has_verb(text: str) -> bool:
+    """A verb from ``VERBS`` (contractions split: "what's" has "'s"), or any -ed word."""
     for word in _WORD.findall(text.lower().replace("’", "'")):
         stem, apostrophe, tail = word.partition("'")
         if (word in VERBS or stem in VERBS or (apostrophe and "'" + tail in VERBS)
@@ -68,5 +69,6 @@ def has_verb(text: str) -> bool:
 
 
 def sounds_finished(text: str) -> bool:
+    """All of the checks above: what a pause's transcript must pass to end the turn early."""
     words = _WORD.findall(text.lower())
-    return (len(words) >= MIN_WORDS and not unfinished(text) and not holds_number(text) and has_verb(text))
+    return len(words) >= MIN_WORDS and not unfinished(text) and not holds_number(text) and has_verb(text)

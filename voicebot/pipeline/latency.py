@@ -1,8 +1,8 @@
 """Per-turn timings and the call record, written as the call goes.
 
 Stages, all measured from the caller's last speech sample: turn ended (silence, smart-turn or
-a confident request), transcript ready, dialog decision, first bot audio handed to the edge.  Each lands in the turn's record and in Prometheus
-histograms (``voicebot_turn_stage_seconds``).
+a confident request), transcript ready, dialog decision, first bot audio handed to the edge.
+Each lands in the turn's record and in Prometheus histograms (``voicebot_turn_stage_seconds``).
 
 Caller words and keys are written as the dialog's ``Privacy`` allows at that moment: while a
 sensitive slot (card number, PIN) is being asked for, "[DTMF •]" and masked numbers, never the
