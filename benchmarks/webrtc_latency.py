@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import datetime as dt
 import fractions
-import importlib.metadata
 import json
 import os
 import platform
@@ -56,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks.harness import cpu_model, package_versions, parse_overrides  # noqa: E402
 from tests.netns import SERVER_IP  # noqa: E402
 PORTS = {"voicebot": 8080, "pipecat": 8081}
 NS_ENV = "WEBRTC_LATENCY_NETNS"
@@ -372,18 +372,6 @@ async def call(stack: str, base: str, script: list[tuple[Utterance, str]], quiet
 # -- the servers ----------------------------------------------------------------------------
 
 
-def parse_sets(pairs: list[str]) -> dict[str, Any]:
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set wants key=value, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 class Server:
     """One stack's server process in this namespace, its output in ``log``."""
 
@@ -477,24 +465,14 @@ def stats(result: CallResult) -> dict[str, Any]:
 
 
 def machine(load_before: list[float]) -> dict[str, Any]:
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return {"hostname": socket.gethostname(), "cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+    return {"hostname": socket.gethostname(), "cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "load_average_before": load_before,
             "load_average_after": [round(x, 2) for x in os.getloadavg()]}
 
 
 def versions() -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for package in ("voicebot", "pipecat-ai", "aiortc", "av", "faster-whisper", "ctranslate2", "piper-tts",
-                    "onnxruntime", "numpy"):
-        try:
-            out[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            out[package] = None
+    out: dict[str, Any] = dict(package_versions(("voicebot", "pipecat-ai", "aiortc", "av", "faster-whisper",
+                                                 "ctranslate2", "piper-tts", "onnxruntime", "numpy")))
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                               text=True).stdout.strip()
@@ -586,7 +564,7 @@ def run(args: argparse.Namespace) -> int:
             tqdm(total=len(script) * len(stacks), unit="turn", desc="webrtc latency") as progress:
         folder = Path(args.logs or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        voicebot_settings.update(records_db=str(folder / "calls.sqlite3"), **parse_sets(args.set))
+        voicebot_settings.update(records_db=str(folder / "calls.sqlite3"), **parse_overrides(args.set))
         for stack in stacks:
             progress.set_postfix_str(f"{stack}: starting")
             server = Server(stack, folder, voicebot_settings)
